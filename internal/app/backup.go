@@ -1,0 +1,151 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/backup"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/config"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/remote"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store/fsstore"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store/s3store"
+)
+
+// openStore builds the destination backend from the config.
+func (e *env) openStore(ctx context.Context, cfg *config.Config) (store.Backend, error) {
+	if cfg.Destination != "" {
+		dir, err := fsstore.ParseURL(cfg.Destination)
+		if err != nil {
+			return nil, fmt.Errorf("input destination: %w", err)
+		}
+		return fsstore.New(dir)
+	}
+	return s3store.New(ctx, s3store.Options{
+		Bucket: cfg.Bucket, Endpoint: cfg.Endpoint, Region: cfg.Region, ForcePathStyle: cfg.ForcePathStyle,
+		AccessKeyID: cfg.AccessKeyID.Reveal(), SecretAccessKey: cfg.SecretAccessKey.Reveal(),
+		PartSize: int64(cfg.PartSizeMiB) << 20, Concurrency: cfg.Parallel,
+	})
+}
+
+// connect opens the source: the host over SSH, or a local directory.
+func (e *env) connect(cfg *config.Config) func(ctx context.Context) (backup.Source, error) {
+	return func(ctx context.Context) (backup.Source, error) {
+		if cfg.SSHHost == "" {
+			return snapshot.NewLocal(cfg.RemotePath, cfg.Include, cfg.Compression, "")
+		}
+		hk, err := remote.NewHostKeys(cfg.SSHKnownHosts, cfg.SSHHostFingerprints)
+		if err != nil {
+			return nil, err
+		}
+		e.log.Info("connecting", "host", cfg.SSHHost, "port", cfg.SSHPort, "user", cfg.SSHUser)
+		c, err := remote.Dial(ctx, remote.Options{
+			Host: cfg.SSHHost, Port: cfg.SSHPort, User: cfg.SSHUser,
+			PrivateKey: []byte(cfg.SSHPrivateKey.Reveal()), Passphrase: []byte(cfg.SSHPrivateKeyPassphrase.Reveal()),
+			HostKeys: hk, ConnectTimeout: cfg.ConnectTimeout, Logger: e.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		r, err := snapshot.NewRemote(ctx, snapshot.RemoteOptions{
+			Client: c, Dir: cfg.RemotePath, Include: cfg.Include, Compression: cfg.Compression,
+			TempDir: cfg.RemoteTempDir, HelperDirs: e.helperDirs(), Log: e.log,
+		})
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		return &remoteSource{Remote: r, client: c}, nil
+	}
+}
+
+// remoteSource closes the SSH connection after the temp dir is removed.
+type remoteSource struct {
+	*snapshot.Remote
+	client *remote.Client
+}
+
+func (r *remoteSource) Close() error {
+	err := r.Remote.Close()
+	if cerr := r.client.Close(); err == nil && cerr != nil && !strings.Contains(cerr.Error(), "closed") {
+		err = cerr
+	}
+	return err
+}
+
+func (e *env) backup(ctx context.Context, cfg *config.Config) error {
+	st, err := e.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var res *backup.Result
+	err = e.group("Backup to "+st.String(), func() error {
+		res, err = backup.Run(ctx, backup.Options{
+			Store:       st,
+			Connect:     e.connect(cfg),
+			Layout:      catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment},
+			Compression: cfg.Compression,
+			Log:         e.log,
+			ToolVersion: Version,
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	e.log.Info("backup complete", "backup_id", res.ID, "files", len(res.Files), "stored_bytes", res.StoredBytes, "duration", res.Duration.Round(time.Millisecond))
+	fmt.Fprint(e.stdout, textTable(res, st.String()))
+	if e.gha == nil {
+		return nil
+	}
+	if err := e.gha.Summary(markdownSummary(res, st.String())); err != nil {
+		return err
+	}
+	return e.gha.SetOutputs([][2]string{
+		{"backup_id", res.ID},
+		{"manifest_key", res.ManifestKey},
+		{"files", strconv.Itoa(len(res.Files))},
+		{"bytes", strconv.FormatInt(res.StoredBytes, 10)},
+	})
+}
+
+func textTable(res *backup.Result, dest string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "backup %s -> %s\n", res.ID, dest)
+	fmt.Fprintf(&b, "%-32s %14s %14s  %-16s %8s\n", "FILE", "SIZE", "STORED", "SHA256", "TIME")
+	for _, f := range res.Files {
+		fmt.Fprintf(&b, "%-32s %14d %14d  %-16s %8s\n", f.Name, f.Size, f.StoredSize, f.SHA256[:16], f.Duration.Round(10*time.Millisecond))
+	}
+	fmt.Fprintf(&b, "manifest: %s\n", res.ManifestKey)
+	return b.String()
+}
+
+func markdownSummary(res *backup.Result, dest string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### SQLite backup `%s`\n\nDestination: `%s` · manifest `%s` · %d files · %s stored · %s\n\n",
+		res.ID, dest, res.ManifestKey, len(res.Files), humanBytes(res.StoredBytes), res.Duration.Round(time.Second))
+	b.WriteString("| File | Size | Stored | SHA-256 | Integrity | Duration |\n|---|---:|---:|---|---|---:|\n")
+	for _, f := range res.Files {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s…` | %s | %s |\n", f.Name, humanBytes(f.Size), humanBytes(f.StoredSize),
+			f.SHA256[:12], f.IntegrityCheck, f.Duration.Round(10*time.Millisecond))
+	}
+	return b.String()
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,179 @@
+// Package backup is the backup command: it checks the destination, takes
+// consistent snapshots on the host, streams them into the store while
+// verifying them on the runner, and writes the group's manifest last.
+package backup
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
+)
+
+// Source is where the databases live: a remote host over SSH or a local
+// directory. Snapshot calls emit for each finished snapshot, in order,
+// while it may already be working on the next one.
+type Source interface {
+	Snapshot(ctx context.Context, emit func(snapshot.File) error) error
+	// Open reads a finished snapshot reported by Snapshot.
+	Open(ctx context.Context, path string) (io.ReadCloser, error)
+	// Remove deletes a snapshot once it is stored, freeing host disk.
+	Remove(ctx context.Context, path string) error
+	// Describe names the source for the manifest and logs (user@host:path).
+	Describe() (host, path string)
+	// Close removes every temporary file on the host and disconnects.
+	Close() error
+}
+
+// Options configure one backup run.
+type Options struct {
+	Store       store.Backend
+	Connect     func(ctx context.Context) (Source, error) // called after the store check
+	Layout      catalog.Layout
+	Compression string
+	Now         func() time.Time
+	Log         *slog.Logger
+	TempDir     string // runner-side scratch for verification ("" = os.TempDir)
+	ToolVersion string
+	// ProgressEvery is how often a long transfer logs its progress.
+	ProgressEvery time.Duration
+}
+
+// FileResult is one stored database.
+type FileResult struct {
+	catalog.File
+	Duration time.Duration
+}
+
+// Result is a finished backup.
+type Result struct {
+	ID            string
+	ManifestKey   string
+	Files         []FileResult
+	OriginalBytes int64
+	StoredBytes   int64
+	Duration      time.Duration
+}
+
+// Run performs one backup. On any failure no manifest is written, the
+// files already uploaded are removed (best effort; the in-progress marker
+// stays if they cannot be, so the group shows as incomplete) and the
+// host's temp dir is removed.
+func Run(ctx context.Context, o Options) (res *Result, err error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 5 * time.Second
+	}
+	start := o.Now()
+	// Fail fast on a wrong bucket or credentials, before touching the host.
+	if err := o.Store.Check(ctx); err != nil {
+		return nil, fmt.Errorf("check destination %s: %w", o.Store, err)
+	}
+	id := catalog.NewID(start)
+	existing, err := o.Store.List(ctx, o.Layout.GroupPrefix(id))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", o.Layout.GroupPrefix(id), err)
+	}
+	if len(existing) > 0 {
+		return nil, fmt.Errorf("backup group %s already exists in %s: another backup started in the same second?", id, o.Store)
+	}
+
+	src, err := o.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := src.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up on host: %w", cerr))
+		}
+	}()
+	host, path := src.Describe()
+
+	marker, _ := json.Marshal(map[string]string{"group_id": id, "started_at": start.UTC().Format(time.RFC3339), "host": host})
+	markerKey := o.Layout.InProgressKey(id)
+	if err := o.Store.Put(ctx, markerKey, bytes.NewReader(marker), int64(len(marker))); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", markerKey, err)
+	}
+
+	res = &Result{ID: id, ManifestKey: o.Layout.ManifestKey(id)}
+	var uploaded []string
+	defer func() {
+		if err != nil {
+			o.discard(uploaded, markerKey)
+		}
+	}()
+
+	err = src.Snapshot(ctx, func(f snapshot.File) error {
+		key := o.Layout.Key(id, f.Name+snapshot.Extension(f.Compression))
+		uploaded = append(uploaded, key)
+		fr, err := o.transfer(ctx, src, f, key)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Name, err)
+		}
+		res.Files = append(res.Files, *fr)
+		res.OriginalBytes += fr.Size
+		res.StoredBytes += fr.StoredSize
+		if err := src.Remove(ctx, f.Path); err != nil {
+			return fmt.Errorf("%s: remove snapshot on host: %w", f.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	if len(res.Files) == 0 {
+		return nil, fmt.Errorf("backup %s: no database was snapshotted", id)
+	}
+
+	m := &catalog.Manifest{
+		Format: catalog.ManifestFormat, Tool: "sqlite-backup-action", ToolVersion: o.ToolVersion,
+		GroupID: id, CreatedAt: start.UTC(), CompletedAt: o.Now().UTC(),
+		Host: host, RemotePath: path, Environment: o.Layout.Environment,
+	}
+	for _, f := range res.Files {
+		m.Files = append(m.Files, f.File)
+	}
+	body, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	// The manifest goes last: only now does the group count as a backup.
+	if err := o.Store.Put(ctx, res.ManifestKey, bytes.NewReader(body), int64(len(body))); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", res.ManifestKey, err)
+	}
+	if derr := o.Store.Delete(ctx, []string{markerKey}); derr != nil {
+		o.Log.Warn("could not remove the in-progress marker; the group is complete anyway (it has a manifest)", "key", markerKey, "error", derr)
+	}
+	res.Duration = o.Now().Sub(start)
+	return res, nil
+}
+
+// discard removes the objects of a failed group: files first, then the
+// marker only if every file went, so a group is never left looking like
+// anything but incomplete. Runs on a fresh context: ctx may be done.
+func (o Options) discard(keys []string, marker string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if len(keys) > 0 {
+		if err := o.Store.Delete(ctx, keys); err != nil {
+			o.Log.Warn("failed backup: could not remove its objects; the group stays marked in-progress", "error", err)
+			return
+		}
+	}
+	if err := o.Store.Delete(ctx, []string{marker}); err != nil {
+		o.Log.Warn("failed backup: could not remove its in-progress marker", "key", marker, "error", err)
+	}
+}

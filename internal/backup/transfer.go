@@ -1,0 +1,188 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
+)
+
+// transfer streams one compressed snapshot from the host into the store
+// and, in the same pass, decompresses it into a runner temp file, then
+// checks both hashes, the header and PRAGMA integrity_check there, so the
+// production host is never loaded with the check. Memory stays bounded:
+// nothing holds a whole database.
+func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key string) (*FileResult, error) {
+	start := time.Now()
+	rc, err := src.Open(ctx, f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot on host: %w", err)
+	}
+	defer rc.Close()
+
+	tmp, err := os.CreateTemp(o.TempDir, "sba-verify-*.sqlite3")
+	if err != nil {
+		return nil, fmt.Errorf("runner temp file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	upR, upW := io.Pipe()
+	dcR, dcW := io.Pipe()
+	upDone := make(chan error, 1)
+	go func() {
+		err := o.Store.Put(ctx, key, upR, f.StoredSize)
+		upR.CloseWithError(stopped(err))
+		upDone <- err
+	}()
+	rawHash := sha256.New()
+	var rawN int64
+	dcDone := make(chan error, 1)
+	go func() {
+		err := decompressTo(f.Compression, dcR, io.MultiWriter(tmp, rawHash), &rawN)
+		dcR.CloseWithError(stopped(err))
+		dcDone <- err
+	}()
+
+	storedHash := sha256.New()
+	counter := &counter{}
+	stopProgress := o.progress(f.Name, f.StoredSize, counter)
+	_, copyErr := io.Copy(io.MultiWriter(storedHash, counter, upW, dcW), rc)
+	stopProgress()
+	var peerErr error // what the upload and verify stages read after the last byte
+	if copyErr != nil {
+		peerErr = stopped(copyErr)
+	}
+	upW.CloseWithError(peerErr)
+	dcW.CloseWithError(peerErr)
+	upErr := <-upDone
+	dcErr := <-dcDone
+	// Report the stage that failed first; the others only stopped.
+	for _, e := range []struct {
+		err  error
+		what string
+	}{
+		{upErr, "upload " + key},
+		{copyErr, "read snapshot from host"},
+		{dcErr, "decompress for verification"},
+	} {
+		if e.err != nil && !errors.Is(e.err, errStopped) {
+			return nil, fmt.Errorf("%s: %w", e.what, e.err)
+		}
+	}
+	if upErr != nil || copyErr != nil || dcErr != nil {
+		return nil, fmt.Errorf("transfer %s: %w", key, errors.Join(upErr, copyErr, dcErr))
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("runner temp file: %w", err)
+	}
+	if err := checkSum("stored file", counter.n.Load(), storedHash, f.StoredSize, f.StoredSHA256); err != nil {
+		return nil, err
+	}
+	if err := checkSum("snapshot", rawN, rawHash, f.Size, f.SHA256); err != nil {
+		return nil, err
+	}
+	h, err := snapshot.CheckFile(ctx, tmp.Name())
+	if err != nil {
+		return nil, fmt.Errorf("verify snapshot on runner: %w", err)
+	}
+	if h.PageSize != f.PageSize || h.PageCount != f.PageCount {
+		return nil, fmt.Errorf("verify snapshot on runner: header says %d pages of %d bytes, host reported %d of %d", h.PageCount, h.PageSize, f.PageCount, f.PageSize)
+	}
+	return &FileResult{
+		File: catalog.File{
+			Name: f.Name, Size: f.Size, SHA256: f.SHA256, Key: key,
+			StoredSize: f.StoredSize, StoredSHA256: f.StoredSHA256, Compression: f.Compression,
+			PageSize: f.PageSize, PageCount: f.PageCount, SQLiteVersion: f.SQLiteVersion,
+			IntegrityCheck: "ok",
+		},
+		Duration: time.Since(start),
+	}, nil
+}
+
+func decompressTo(compression string, r io.Reader, w io.Writer, n *int64) error {
+	d, err := snapshot.Decompressor(compression, r)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	*n, err = io.Copy(w, d)
+	if err != nil {
+		return err
+	}
+	// Drain what the decompressor did not need, so the writer side never blocks.
+	_, err = io.Copy(io.Discard, r)
+	return err
+}
+
+func checkSum(what string, n int64, h hash.Hash, wantN int64, want string) error {
+	got := hex.EncodeToString(h.Sum(nil))
+	if n != wantN || got != want {
+		return fmt.Errorf("%s changed in transit: got %d bytes sha256 %s, host reported %d bytes sha256 %s", what, n, got, wantN, want)
+	}
+	return nil
+}
+
+// errStopped marks a pipeline stage that stopped because another failed.
+var errStopped = errors.New("stopped")
+
+// stopped is what a failed (or finished) stage hands to its peers: the
+// root cause, marked so that peers' errors are not taken for it.
+func stopped(err error) error {
+	if err == nil || errors.Is(err, errStopped) {
+		return errOr(err, fmt.Errorf("%w: pipe closed early", errStopped))
+	}
+	return &stageError{err}
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+type stageError struct{ err error }
+
+func (e *stageError) Error() string        { return e.err.Error() }
+func (e *stageError) Is(target error) bool { return target == errStopped }
+func (e *stageError) Unwrap() error        { return e.err }
+
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// progress logs bytes and rate every ProgressEvery until stopped.
+func (o Options) progress(name string, total int64, c *counter) (stop func()) {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(o.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n := c.n.Load()
+				rate := float64(n) / time.Since(start).Seconds() / (1 << 20)
+				o.Log.Info("transfer", "file", name, "bytes", n, "of", total, "mib_per_s", fmt.Sprintf("%.1f", rate))
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,240 @@
+// Package config holds the one Config every command reads, with two front
+// doors: action inputs (INPUT_*) and CLI flags, each falling back to the
+// environment variables the seed system used, then to defaults.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything a run needs. Secrets are of type Secret.
+type Config struct {
+	Command string
+
+	SSHHost                 string
+	SSHPort                 int
+	SSHUser                 string
+	SSHPrivateKey           Secret
+	SSHPrivateKeyPassphrase Secret
+	SSHKnownHosts           string
+	SSHHostFingerprints     []string
+	ConnectTimeout          time.Duration
+
+	RemotePath    string
+	Include       string
+	RemoteTempDir string
+	Compression   string
+
+	Bucket          string
+	Destination     string
+	Prefix          string
+	Environment     string
+	Endpoint        string
+	Region          string
+	ForcePathStyle  bool
+	AccessKeyID     Secret
+	SecretAccessKey Secret
+	PartSizeMiB     int
+	Parallel        int
+}
+
+// Lookup returns the raw value given for an input, and whether one was
+// given at all (an empty INPUT_X counts as not given, as on the runner).
+type Lookup func(name string) (string, bool)
+
+// Resolve applies input > environment fallbacks > default for every input
+// and returns the raw values. secret is called once for each secret value
+// found, before anything else happens with it (the action masks it there).
+func Resolve(lookup Lookup, getenv func(string) string, secret func(string)) map[string]string {
+	vals := map[string]string{}
+	for _, in := range Inputs() {
+		v, ok := lookup(in.Name)
+		if !ok || v == "" {
+			for _, e := range in.Env {
+				if ev := getenv(e); ev != "" {
+					v = ev
+					break
+				}
+			}
+		}
+		if v == "" {
+			v = in.Default
+		}
+		if in.Secret && v != "" && secret != nil {
+			secret(v)
+		}
+		vals[in.Name] = v
+	}
+	return vals
+}
+
+// FromValues builds a Config from resolved values and validates it for its
+// command, reporting every problem at once, each naming the input.
+// readFile reads the *_path inputs (os.ReadFile outside tests).
+func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (*Config, error) {
+	var errs []error
+	bad := func(input, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("input %s: "+format, append([]any{input}, args...)...))
+	}
+	intVal := func(name string, min, max int) int {
+		n, err := strconv.Atoi(strings.TrimSpace(vals[name]))
+		if err != nil || n < min || n > max {
+			bad(name, "%q is not a whole number from %d to %d", vals[name], min, max)
+		}
+		return n
+	}
+	boolVal := func(name string) bool {
+		switch strings.ToLower(strings.TrimSpace(vals[name])) {
+		case "", "false", "0", "no", "off":
+			return false
+		case "true", "1", "yes", "on":
+			return true
+		}
+		bad(name, "%q is not true or false", vals[name])
+		return false
+	}
+	c := &Config{
+		Command:                 strings.TrimSpace(vals["command"]),
+		SSHHost:                 strings.TrimSpace(vals["ssh_host"]),
+		SSHUser:                 strings.TrimSpace(vals["ssh_user"]),
+		SSHPrivateKey:           Secret(vals["ssh_private_key"]),
+		SSHPrivateKeyPassphrase: Secret(vals["ssh_private_key_passphrase"]),
+		SSHKnownHosts:           vals["ssh_known_hosts"],
+		RemotePath:              strings.TrimSpace(vals["remote_path"]),
+		Include:                 strings.TrimSpace(vals["include"]),
+		RemoteTempDir:           strings.TrimSpace(vals["remote_temp_dir"]),
+		Compression:             strings.ToLower(strings.TrimSpace(vals["compression"])),
+		Bucket:                  strings.TrimSpace(vals["bucket"]),
+		Destination:             strings.TrimSpace(vals["destination"]),
+		Prefix:                  strings.Trim(strings.TrimSpace(vals["prefix"]), "/"),
+		Environment:             strings.TrimSpace(vals["environment"]),
+		Endpoint:                strings.TrimSpace(vals["endpoint"]),
+		Region:                  strings.TrimSpace(vals["region"]),
+		ForcePathStyle:          boolVal("force_path_style"),
+		AccessKeyID:             Secret(strings.TrimSpace(vals["access_key_id"])),
+		SecretAccessKey:         Secret(strings.TrimSpace(vals["secret_access_key"])),
+		SSHPort:                 intVal("ssh_port", 1, 65535),
+		PartSizeMiB:             intVal("part_size", 5, 5120),
+		Parallel:                intVal("parallel", 1, 64),
+	}
+	for _, fp := range strings.FieldsFunc(vals["ssh_host_fingerprint"], func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
+		if !strings.HasPrefix(fp, "SHA256:") || len(fp) < 20 {
+			bad("ssh_host_fingerprint", "%q is not a SHA256:... fingerprint (as printed by ssh-keygen -lf)", fp)
+			continue
+		}
+		c.SSHHostFingerprints = append(c.SSHHostFingerprints, fp)
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(vals["connect_timeout"])); err != nil || d <= 0 {
+		bad("connect_timeout", "%q is not a positive duration like 30s", vals["connect_timeout"])
+	} else {
+		c.ConnectTimeout = d
+	}
+	readInto := func(pathInput, valueInput string, dst *string) {
+		p := strings.TrimSpace(vals[pathInput])
+		if p == "" {
+			return
+		}
+		if *dst != "" {
+			bad(pathInput, "give %s or %s, not both", valueInput, pathInput)
+			return
+		}
+		b, err := readFile(p)
+		if err != nil {
+			bad(pathInput, "read %s: %v", p, err)
+			return
+		}
+		*dst = string(b)
+	}
+	key := string(c.SSHPrivateKey)
+	readInto("ssh_private_key_path", "ssh_private_key", &key)
+	c.SSHPrivateKey = Secret(key)
+	readInto("ssh_known_hosts_path", "ssh_known_hosts", &c.SSHKnownHosts)
+
+	errs = append(errs, c.validate()...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() []error {
+	var errs []error
+	bad := func(input, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("input %s: "+format, append([]any{input}, args...)...))
+	}
+	switch c.Command {
+	case CommandBackup, CommandPrune, CommandRestore, CommandVerify, CommandList:
+	default:
+		bad("command", "%q is not one of backup, prune, restore, verify, list", c.Command)
+	}
+	if c.Bucket == "" && c.Destination == "" {
+		bad("bucket", "required (or set destination: file:///dir); env BACKUP_BUCKET, DO_SPACES_BACKUP_BUCKET and DO_SPACES_BUCKET are also read")
+	}
+	if c.Bucket != "" && c.Destination != "" {
+		bad("destination", "give bucket or destination, not both")
+	}
+	if c.Destination != "" && !strings.HasPrefix(c.Destination, "file://") {
+		bad("destination", "%q must be a file:///absolute/dir URL", c.Destination)
+	}
+	if c.Environment == "" || strings.Contains(c.Environment, "/") || strings.Contains(c.Environment, "..") {
+		bad("environment", "%q must be a plain name like production", c.Environment)
+	}
+	if strings.Contains(c.Prefix, "..") {
+		bad("prefix", "%q must not contain ..", c.Prefix)
+	}
+	if c.Bucket != "" && c.SecretAccessKey.IsSet() != c.AccessKeyID.IsSet() {
+		bad("access_key_id", "access_key_id and secret_access_key go together: one of them is missing")
+	}
+	if c.Command == CommandBackup {
+		errs = append(errs, c.validateSource()...)
+	}
+	return errs
+}
+
+func (c *Config) validateSource() []error {
+	var errs []error
+	bad := func(input, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("input %s: "+format, append([]any{input}, args...)...))
+	}
+	switch c.Compression {
+	case "zstd", "gzip", "none":
+	default:
+		bad("compression", "%q is not zstd, gzip or none", c.Compression)
+	}
+	if c.Include == "" || strings.Contains(c.Include, "/") {
+		bad("include", "%q must be a file name glob without a slash, like *.sqlite3", c.Include)
+	} else if _, err := path.Match(c.Include, "x"); err != nil {
+		bad("include", "%q is not a valid glob: %v", c.Include, err)
+	}
+	if c.RemotePath == "" {
+		bad("remote_path", "required")
+	}
+	if c.SSHHost == "" {
+		return errs
+	}
+	if strings.ContainsAny(c.SSHHost, " /\n") {
+		bad("ssh_host", "%q is not a host name or address", c.SSHHost)
+	}
+	if c.SSHUser == "" {
+		bad("ssh_user", "required with ssh_host")
+	}
+	if !c.SSHPrivateKey.IsSet() {
+		bad("ssh_private_key", "required with ssh_host")
+	}
+	if strings.TrimSpace(c.SSHKnownHosts) == "" && len(c.SSHHostFingerprints) == 0 {
+		bad("ssh_known_hosts", "required with ssh_host (or ssh_host_fingerprint); get it with `ssh-keyscan -t ed25519 %s` and check it out of band", c.SSHHost)
+	}
+	if !path.IsAbs(c.RemoteTempDir) {
+		bad("remote_temp_dir", "%q must be an absolute path", c.RemoteTempDir)
+	}
+	return errs
+}
+
+// ReadFile is the readFile to pass to FromValues outside tests.
+func ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
