@@ -90,7 +90,8 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if !stopWatch() || err != nil {
 		_ = conn.Close()
-		if err == nil {
+		if err == nil || dctx.Err() != nil {
+			// The watch closed the connection: say why, not "closed connection".
 			err = dctx.Err()
 		}
 		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, friendlyNetErr(err, timeout))
@@ -144,6 +145,9 @@ func ParsePrivateKey(key, passphrase []byte) (ssh.Signer, error) {
 func friendlyNetErr(err error, timeout time.Duration) error {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
 		return fmt.Errorf("no answer within %s (host down, firewall, or wrong ssh_port?): %w", timeout, err)
 	}
 	return err
@@ -214,7 +218,8 @@ func (c *Client) Run(ctx context.Context, cmd string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return out.Bytes(), p.Wait()
+	err = p.Wait()
+	return out.Bytes(), err
 }
 
 // Process is a started remote command.

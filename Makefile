@@ -1,0 +1,23 @@
+# The two commands a new machine needs: `make demo` and `make test`.
+.PHONY: demo test deps build helpers vet
+
+demo:
+	go run . demo
+
+# Installs what the tests need (sshd, sqlite3, zstd, versitygw...) and runs
+# the whole suite against real servers on loopback.
+test: deps
+	go vet ./...
+	go test -count=1 -timeout 45m ./...
+
+deps:
+	bash .ci/deps.sh
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o sqlite-backup-action .
+
+helpers:
+	for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags="-s -w" \
+	    -o dist/helpers/sqlite-backup-helper-linux-$$arch ./cmd/sqlite-backup-helper; \
+	done

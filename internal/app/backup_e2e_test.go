@@ -1,0 +1,226 @@
+package app_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/app"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/testutil"
+)
+
+// TestBackupEndToEnd: a real sshd, a real S3 server, four Rails WAL
+// databases written by another process (as the app's user) at >= 200 tx/s
+// during the whole backup. Every object is downloaded and checked.
+func TestBackupEndToEnd(t *testing.T) {
+	r := newRig(t, 4000, 1024)
+	w := testutil.StartWriter(t, testutil.WriterOptions{Dir: r.storage, Rate: 300, UID: r.sshd.UID, GID: r.sshd.GID})
+	time.Sleep(500 * time.Millisecond) // let the WAL fill up a little before the snapshot
+	code, stdout, stderr := runMain(t, append([]string{"backup"}, r.flags()...), r.env)
+	stats := w.Stop()
+	if code != app.ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s\nsshd:\n%s", code, stdout, stderr, r.sshd.Log())
+	}
+	rate := float64(stats.Commits) / stats.DurationSeconds
+	t.Logf("writer: %d commits in %.1fs (%.0f tx/s), max commit latency %s, p99 %s, errors %d",
+		stats.Commits, stats.DurationSeconds, rate, stats.MaxLatency, stats.P99, stats.Errors)
+	if rate < 200 || stats.Errors > 0 {
+		t.Errorf("the writer did not keep writing during the backup: %.0f tx/s, %d errors %v", rate, stats.Errors, stats.ErrorSamples)
+	}
+	id := backupIDFrom(t, stdout)
+	m := checkGroup(t, r.s3, id)
+	if len(m.Files) != 4 || m.Host == "" || m.RemotePath != r.storage {
+		t.Errorf("manifest: %d files, host %q, remote_path %q", len(m.Files), m.Host, m.RemotePath)
+	}
+	if keys := listKeys(t, r.s3); len(keys) != 5 {
+		t.Errorf("bucket holds %d objects, want 5 (4 databases + manifest):\n%s", len(keys), strings.Join(keys, "\n"))
+	}
+	assertNoTempLeft(t, r.tmp)
+	for _, name := range []string{"production.sqlite3", "uploads", ".keep"} {
+		if _, err := os.Stat(filepath.Join(r.storage, name)); err != nil {
+			t.Errorf("the app's %s is gone: %v", name, err)
+		}
+	}
+}
+
+// TestBackupActionMode runs the same backup as the GitHub runner would:
+// INPUT_* variables (empty when not given), GITHUB_OUTPUT, GITHUB_STEP_SUMMARY.
+func TestBackupActionMode(t *testing.T) {
+	r := newRig(t, 500, 256)
+	files := t.TempDir()
+	env := map[string]string{
+		"GITHUB_ACTIONS":      "true",
+		"GITHUB_OUTPUT":       filepath.Join(files, "output"),
+		"GITHUB_STEP_SUMMARY": filepath.Join(files, "summary"),
+		"SBA_HELPER_DIR":      r.env["SBA_HELPER_DIR"],
+	}
+	key, err := os.ReadFile(r.sshd.ClientKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := map[string]string{
+		"ssh_host": r.sshd.Host, "ssh_port": strings.TrimPrefix(r.sshd.Addr(), r.sshd.Host+":"), "ssh_user": r.sshd.User,
+		"ssh_private_key": string(key), "ssh_known_hosts": r.sshd.KnownHostsLine,
+		"remote_path": r.storage, "remote_temp_dir": r.tmp, "bucket": bucket, "endpoint": r.s3.Endpoint,
+		"force_path_style": "true", "access_key_id": r.s3.AccessKey, "secret_access_key": r.s3.SecretKey,
+		"ssh_private_key_passphrase": "", "prefix": "", "environment": "", "compression": "",
+	}
+	for k, v := range inputs {
+		env["INPUT_"+strings.ToUpper(k)] = v
+	}
+	env["INPUT_PREFIX"] = "db_backups"
+	code, stdout, stderr := runMain(t, nil, env)
+	if code != app.ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	out := readFile(t, env["GITHUB_OUTPUT"])
+	id := backupIDFrom(t, stdout)
+	for _, want := range []string{"backup_id<<", id, "manifest_key<<", "db_backups/production/" + id + "/manifest.json", "files<<", "bytes<<"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("GITHUB_OUTPUT lacks %q:\n%s", want, out)
+		}
+	}
+	summary := readFile(t, env["GITHUB_STEP_SUMMARY"])
+	for _, name := range testutil.RailsDatabases() {
+		if !strings.Contains(summary, "`"+name+"`") {
+			t.Errorf("job summary lacks %s:\n%s", name, summary)
+		}
+	}
+	for _, secret := range []string{r.s3.SecretKey, strings.Split(string(key), "\n")[1]} {
+		if strings.Contains(stdout, secret) && !strings.Contains(stdout, "::add-mask::"+secret) {
+			t.Errorf("a secret was printed unmasked")
+		}
+		if strings.Contains(stderr, secret) || strings.Contains(summary, secret) || strings.Contains(out, secret) {
+			t.Errorf("a secret reached stderr, the summary or the outputs")
+		}
+	}
+	if !strings.Contains(stdout, "::add-mask::") {
+		t.Errorf("secrets were not masked")
+	}
+	checkGroup(t, r.s3, id)
+	assertNoTempLeft(t, r.tmp)
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestBackupRefusals: each bad setup fails with one clear line, uploads
+// nothing (no manifest, no group) and leaves nothing on the host.
+func TestBackupRefusals(t *testing.T) {
+	r := newRig(t, 100, 64)
+	otherKey := testutil.StartSSHD(t, testutil.SSHDOptions{}) // a different host key
+	// A server that accepts TCP but never speaks SSH: the handshake must time out.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	closed := testutil.FreePort(t)
+	wrongKnownHosts := filepath.Join(t.TempDir(), "known_hosts")
+	line := strings.Replace(otherKey.KnownHostsLine, otherKey.Addr(), r.sshd.Addr(), 1)
+	line = strings.Replace(line, "]:"+strings.TrimPrefix(otherKey.Addr(), "127.0.0.1:"), "]:"+strings.TrimPrefix(r.sshd.Addr(), "127.0.0.1:"), 1)
+	if err := os.WriteFile(wrongKnownHosts, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	set := func(flags []string, name, value string) []string {
+		out := append([]string(nil), flags...)
+		for i := 0; i < len(out)-1; i++ {
+			if out[i] == name {
+				out[i+1] = value
+				return out
+			}
+		}
+		return append(out, name, value)
+	}
+	drop := func(flags []string, name string) []string {
+		var out []string
+		for i := 0; i < len(flags); i++ {
+			if flags[i] == name {
+				i++
+				continue
+			}
+			out = append(out, flags[i])
+		}
+		return out
+	}
+	cases := []struct {
+		name     string
+		flags    []string
+		env      map[string]string
+		wantCode int
+		want     []string
+		maxTime  time.Duration
+	}{
+		{"missing bucket", drop(r.flags(), "--bucket"), r.env, app.ExitUsage, []string{"input bucket: required"}, 0},
+		{"missing host key", drop(drop(r.flags(), "--ssh-known-hosts-path"), "--ssh-private-key-path"), r.env, app.ExitUsage,
+			[]string{"input ssh_known_hosts: required", "input ssh_private_key: required"}, 0},
+		{"wrong host key", set(r.flags(), "--ssh-known-hosts-path", wrongKnownHosts), r.env, app.ExitFailed,
+			[]string{"host key mismatch", r.sshd.HostKeyFingerprint, "refusing to connect"}, 0},
+		{"wrong fingerprint", set(drop(r.flags(), "--ssh-known-hosts-path"), "--ssh-host-fingerprint", otherKey.HostKeyFingerprint), r.env, app.ExitFailed,
+			[]string{"host key mismatch", "ssh_host_fingerprint: " + r.sshd.HostKeyFingerprint}, 0},
+		{"wrong S3 secret", r.flags(), map[string]string{"AWS_ACCESS_KEY_ID": r.s3.AccessKey, "AWS_SECRET_ACCESS_KEY": "wrong-secret-value", "SBA_HELPER_DIR": r.env["SBA_HELPER_DIR"]},
+			app.ExitFailed, []string{"credentials"}, 0},
+		{"wrong bucket", set(r.flags(), "--bucket", "no-such-bucket"), r.env, app.ExitFailed, []string{"no-such-bucket", "does not exist"}, 0},
+		{"host refuses connections", set(r.flags(), "--ssh-port", strconv.Itoa(closed)), r.env, app.ExitFailed, []string{"ssh connect", "refused"}, 10 * time.Second},
+		{"host never answers", append(set(r.flags(), "--ssh-port", strconv.Itoa(silent.Addr().(*net.TCPAddr).Port)), "--connect-timeout", "2s"), r.env, app.ExitFailed,
+			[]string{"ssh handshake", "no answer within 2s"}, 10 * time.Second},
+		{"missing remote path", set(r.flags(), "--remote-path", "/does/not/exist"), r.env, app.ExitFailed, []string{"remote_path /does/not/exist"}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			code, stdout, stderr := runMain(t, append([]string{"backup"}, tc.flags...), tc.env)
+			took := time.Since(start)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout, stderr)
+			}
+			errLines := grepLines(stderr, "error: ")
+			t.Logf("%s", errLines)
+			for _, w := range tc.want {
+				if !strings.Contains(errLines, w) {
+					t.Errorf("error lines do not say %q:\n%s", w, errLines)
+				}
+			}
+			if strings.Contains(stderr, "wrong-secret-value") || strings.Contains(stdout, "wrong-secret-value") {
+				t.Errorf("the S3 secret was printed")
+			}
+			if tc.maxTime > 0 && took > tc.maxTime {
+				t.Errorf("took %s, want under %s", took, tc.maxTime)
+			}
+			if keys := listKeys(t, r.s3); len(keys) != 0 {
+				t.Errorf("bucket holds objects after a refused backup:\n%s", strings.Join(keys, "\n"))
+			}
+			assertNoTempLeft(t, r.tmp)
+		})
+	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
