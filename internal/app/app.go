@@ -67,6 +67,14 @@ func (e *env) run(ctx context.Context, cfg *config.Config) int {
 	switch cfg.Command {
 	case config.CommandBackup:
 		err = e.backup(ctx, cfg)
+	case config.CommandPrune:
+		err = e.prune(ctx, cfg)
+	case config.CommandList:
+		err = e.list(ctx, cfg)
+	case config.CommandRestore:
+		err = e.restore(ctx, cfg)
+	case config.CommandVerify:
+		err = e.verify(ctx, cfg)
 	default:
 		err = fmt.Errorf("command %q is not implemented yet", cfg.Command)
 	}

@@ -19,6 +19,10 @@ Usage:
 
 Commands:
   backup    snapshot every database on the host and upload one backup group
+  prune     delete old backup groups by the retention policy
+  list      list backup groups
+  restore   restore a backup group (guarded by --confirm YES)
+  verify    restore drill: download a group and check everything, touching nothing
   demo      make a demo database with a live writer and back it up locally
   version   print the version
 
@@ -41,7 +45,7 @@ func (e *env) runCLI(ctx context.Context, args []string) int {
 		return ExitOK
 	case config.CommandDemo:
 		return e.demo(ctx, rest)
-	case config.CommandBackup:
+	case config.CommandBackup, config.CommandPrune, config.CommandList, config.CommandRestore, config.CommandVerify:
 	default:
 		fmt.Fprintf(e.stderr, "error: unknown command %q\n\n%s", cmd, usageText)
 		return ExitUsage

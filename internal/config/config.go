@@ -42,6 +42,9 @@ type Config struct {
 	SecretAccessKey Secret
 	PartSizeMiB     int
 	Parallel        int
+
+	Prune   PruneConfig   // prune, list, and backup with prune: true
+	Restore RestoreConfig // restore and verify
 }
 
 // Lookup returns the raw value given for an input, and whether one was
@@ -156,6 +159,8 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 	c.SSHPrivateKey = Secret(key)
 	readInto("ssh_known_hosts_path", "ssh_known_hosts", &c.SSHKnownHosts)
 
+	errs = append(errs, c.Prune.parse(vals)...)
+	errs = append(errs, c.Restore.parse(vals)...)
 	errs = append(errs, c.validate()...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

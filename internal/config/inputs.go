@@ -41,6 +41,15 @@ const (
 
 // Inputs returns every input the tool reads, in documentation order.
 func Inputs() []Input {
+	in := commonInputs()
+	in = append(in, pruneInputs()...)
+	in = append(in, restoreInputs()...)
+	return in
+}
+
+// commonInputs are read by backup and (the connection and store ones) by
+// every other command.
+func commonInputs() []Input {
 	return []Input{
 		{Name: "command", Default: CommandBackup, Description: "What to run: backup, prune, restore, verify or list."},
 		{Name: "ssh_host", Description: "Host holding the databases. Empty: remote_path is a local directory (no SSH)."},
