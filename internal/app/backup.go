@@ -30,6 +30,7 @@ func (e *env) openStore(ctx context.Context, cfg *config.Config) (store.Backend,
 		Bucket: cfg.Bucket, Endpoint: cfg.Endpoint, Region: cfg.Region, ForcePathStyle: cfg.ForcePathStyle,
 		AccessKeyID: cfg.AccessKeyID.Reveal(), SecretAccessKey: cfg.SecretAccessKey.Reveal(),
 		PartSize: int64(cfg.PartSizeMiB) << 20, Concurrency: cfg.Parallel,
+		ProbePrefix: catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment}.Root(),
 	})
 }
 

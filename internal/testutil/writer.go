@@ -1,0 +1,619 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// EnvWriter carries the JSON configuration of a writer child process; see
+// WriterMain.
+const EnvWriter = "SBA_TESTUTIL_WRITER"
+
+// Writer defaults.
+const (
+	DefaultWriterRate        = 200
+	DefaultWriterPadBytes    = 128
+	DefaultWriterMaxDuration = 10 * time.Minute
+	writerReadyTimeout       = 10 * time.Second
+	writerStopTimeout        = 10 * time.Second
+	writerTxTimeout          = 10 * time.Second
+	maxErrorSamples          = 5
+	maxWriterRate            = 100_000
+	busyTimeoutMillis        = 5000
+)
+
+// RailsDatabases returns the file names of the four databases of a Rails 8
+// app's storage/ directory.
+func RailsDatabases() []string {
+	return []string{
+		"production.sqlite3",
+		"production_cache.sqlite3",
+		"production_queue.sqlite3",
+		"production_cable.sqlite3",
+	}
+}
+
+// WriterOptions configures StartWriter.
+type WriterOptions struct {
+	Dir string
+	// Files are database paths, relative to Dir unless absolute; empty means
+	// RailsDatabases().
+	Files []string
+	// Rate is the target of transactions per second across all files;
+	// 0 means DefaultWriterRate.
+	Rate int
+	// UID and GID the writer runs as; 0 means the current user.
+	UID, GID int
+	// PadBytes is the size of each inserted row's random pad; 0 means
+	// DefaultWriterPadBytes.
+	PadBytes int
+	// MaxDuration after which the writer stops by itself; 0 means
+	// DefaultWriterMaxDuration.
+	MaxDuration time.Duration
+}
+
+// WriterStats is what a writer reports when it stops.
+type WriterStats struct {
+	Commits         int           `json:"commits"`
+	MaxLatency      time.Duration `json:"max_latency_ns"`
+	P99             time.Duration `json:"p99_ns"`
+	Errors          int           `json:"errors"`
+	DurationSeconds float64       `json:"duration_seconds"`
+	ErrorSamples    []string      `json:"error_samples,omitempty"`
+	// UID is the user id the writer process ran as.
+	UID int `json:"uid"`
+}
+
+// writerConfig is the child's configuration, passed in EnvWriter.
+type writerConfig struct {
+	Files       []string      `json:"files"`
+	Rate        int           `json:"rate"`
+	PadBytes    int           `json:"pad_bytes"`
+	MaxDuration time.Duration `json:"max_duration_ns"`
+}
+
+// writerMessage is one JSON line of the child's stdout: first a ready line,
+// last the stats.
+type writerMessage struct {
+	Ready bool         `json:"ready,omitempty"`
+	Stats *WriterStats `json:"stats,omitempty"`
+}
+
+// Writer is a running writer process; see StartWriter.
+type Writer struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // cmd.Wait's result, set before exited is closed
+	out    *lineSink
+	log    *syncBuffer
+	once   sync.Once
+	stats  WriterStats
+}
+
+// StartWriter starts a writer in a separate process, as the app is in real
+// life: the test binary re-executed with EnvWriter set, which requires the
+// package's TestMain to call WriterMain first. When UID is set and differs
+// from the current user, the test binary is copied where that user can run
+// it, and opts.Dir is chowned recursively to UID:GID (the app owns its
+// storage) and made traversable. StartWriter returns once every database is
+// open; t.Cleanup stops the writer if the test did not.
+func StartWriter(t testing.TB, opts WriterOptions) *Writer {
+	t.Helper()
+	cfg := writerConfig{Rate: opts.Rate, PadBytes: opts.PadBytes, MaxDuration: opts.MaxDuration}
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultWriterRate
+	}
+	if cfg.Rate > maxWriterRate {
+		t.Fatalf("writer: rate %d above %d tx/s", cfg.Rate, maxWriterRate)
+	}
+	if cfg.PadBytes <= 0 {
+		cfg.PadBytes = DefaultWriterPadBytes
+	}
+	if cfg.MaxDuration <= 0 {
+		cfg.MaxDuration = DefaultWriterMaxDuration
+	}
+	files := opts.Files
+	if len(files) == 0 {
+		files = RailsDatabases()
+	}
+	for _, f := range files {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(opts.Dir, f)
+		}
+		cfg.Files = append(cfg.Files, f)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatalf("writer config: %v", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("writer: test executable: %v", err)
+	}
+	asOther := opts.UID != 0 && opts.UID != os.Getuid()
+	if asOther {
+		chownTree(t, opts.Dir, opts.UID, opts.GID)
+		MakeTraversable(t, opts.Dir)
+		exe = copyExecutable(t, exe)
+	}
+
+	w := &Writer{t: t, exited: make(chan struct{}), out: newLineSink(), log: &syncBuffer{}}
+	w.cmd = exec.Command(exe, "-test.run=^$")
+	w.cmd.Dir = opts.Dir
+	w.cmd.Env = append(os.Environ(), EnvWriter+"="+string(raw))
+	w.cmd.Stdout, w.cmd.Stderr = w.out, w.log
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if asOther {
+		w.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(opts.UID), Gid: uint32(opts.GID)}
+	}
+	w.cmd.WaitDelay = 2 * time.Second
+	if err := w.cmd.Start(); err != nil {
+		t.Fatalf("start writer: %v", err)
+	}
+	go func() { w.err = w.cmd.Wait(); close(w.exited) }()
+	t.Cleanup(func() { w.Stop() })
+
+	select {
+	case <-w.out.ready:
+	case <-w.exited:
+		t.Fatalf("writer exited before ready: %v\nwriter stderr:\n%s", w.err, w.log.String())
+	case <-time.After(writerReadyTimeout):
+		t.Fatalf("writer not ready within %s\nwriter stderr:\n%s", writerReadyTimeout, w.log.String())
+	}
+	return w
+}
+
+// Stop sends SIGTERM, waits up to 10 s for the writer to report and exit
+// (then kills it and fails the test) and returns its stats. Later calls
+// return the same stats.
+func (w *Writer) Stop() WriterStats {
+	w.t.Helper()
+	w.once.Do(func() {
+		stopProcess(w.t, "writer", w.cmd, w.exited, writerStopTimeout)
+		stats, ok := w.out.stats()
+		switch {
+		case w.err != nil:
+			w.t.Errorf("writer: %v\nwriter stderr:\n%s", w.err, w.log.String())
+		case !ok:
+			w.t.Errorf("writer printed no stats\nwriter stderr:\n%s", w.log.String())
+		}
+		w.stats = stats
+	})
+	return w.stats
+}
+
+// WriterMain runs the writer and exits the process when EnvWriter is set, and
+// returns at once otherwise. A package that uses StartWriter calls it first
+// in TestMain:
+//
+//	func TestMain(m *testing.M) {
+//		testutil.WriterMain()
+//		os.Exit(m.Run())
+//	}
+func WriterMain() {
+	raw, ok := os.LookupEnv(EnvWriter)
+	if !ok {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := runWriter(ctx, raw, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func runWriter(ctx context.Context, raw string, stdout, stderr io.Writer) int {
+	var cfg writerConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		fmt.Fprintf(stderr, "writer: parse %s: %v\n", EnvWriter, err)
+		return 2
+	}
+	if len(cfg.Files) == 0 || cfg.Rate <= 0 || cfg.MaxDuration <= 0 {
+		fmt.Fprintf(stderr, "writer: incomplete config %s\n", raw)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
+	defer cancel()
+	dbs := make([]*sql.DB, 0, len(cfg.Files))
+	defer func() {
+		for _, db := range dbs {
+			if err := db.Close(); err != nil {
+				fmt.Fprintf(stderr, "writer: close: %v\n", err)
+			}
+		}
+	}()
+	params := fmt.Sprintf("mode=rw&_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate", busyTimeoutMillis)
+	for _, f := range cfg.Files {
+		db, err := sql.Open("sqlite", sqliteURI(f, params))
+		if err != nil {
+			fmt.Fprintf(stderr, "writer: open %s: %v\n", f, err)
+			return 1
+		}
+		db.SetMaxOpenConns(1)
+		dbs = append(dbs, db)
+		if err := db.PingContext(ctx); err != nil {
+			fmt.Fprintf(stderr, "writer: open %s: %v\n", f, err)
+			return 1
+		}
+	}
+	enc := json.NewEncoder(stdout)
+	if err := enc.Encode(writerMessage{Ready: true}); err != nil {
+		fmt.Fprintf(stderr, "writer: report ready: %v\n", err)
+		return 1
+	}
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+	pad := make([]byte, cfg.PadBytes)
+	ticker := time.NewTicker(time.Second / time.Duration(cfg.Rate))
+	defer ticker.Stop()
+	maxTicks := int(cfg.MaxDuration.Seconds()+1) * cfg.Rate
+	stats := WriterStats{UID: os.Getuid()}
+	latencies := make([]time.Duration, 0, min(maxTicks, 1<<20))
+	start := time.Now()
+loop:
+	for i := range maxTicks {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-ticker.C:
+		}
+		fillRandom(rng, pad)
+		began := time.Now()
+		if err := writeTx(dbs[i%len(dbs)], rng.Int64N(1000)+1, pad); err != nil {
+			stats.Errors++
+			if len(stats.ErrorSamples) < maxErrorSamples {
+				stats.ErrorSamples = append(stats.ErrorSamples, fmt.Sprintf("%s: %v", cfg.Files[i%len(dbs)], err))
+			}
+			continue
+		}
+		latencies = append(latencies, time.Since(began))
+	}
+	stats.DurationSeconds = time.Since(start).Seconds()
+	stats.Commits = len(latencies)
+	stats.MaxLatency, stats.P99 = latencyStats(latencies)
+	if err := enc.Encode(writerMessage{Stats: &stats}); err != nil {
+		fmt.Fprintf(stderr, "writer: report stats: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// writeTx is one app transaction: BEGIN IMMEDIATE (the DSN's _txlock), a
+// ledger row, the matching totals update, COMMIT. It gets its own timeout so
+// that a stop signal lets the transaction in flight finish.
+func writeTx(db *sql.DB, amount int64, pad []byte) (err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), writerTxTimeout)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO ledger(amount, pad) VALUES(?, ?)", amount, pad); err != nil {
+		return fmt.Errorf("insert ledger: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE totals SET count = count + 1, sum = sum + ? WHERE id = 1", amount); err != nil {
+		return fmt.Errorf("update totals: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// latencyStats returns the maximum and the 99th percentile.
+func latencyStats(latencies []time.Duration) (maxLatency, p99 time.Duration) {
+	if len(latencies) == 0 {
+		return 0, 0
+	}
+	sorted := slices.Clone(latencies)
+	slices.Sort(sorted)
+	idx := (len(sorted)*99+99)/100 - 1 // ceil(0.99 n) - 1
+	return sorted[len(sorted)-1], sorted[idx]
+}
+
+// lineSink collects a writer's stdout: it signals the ready line and keeps
+// the last stats line.
+type lineSink struct {
+	mu        sync.Mutex
+	partial   bytes.Buffer
+	ready     chan struct{}
+	readyOnce sync.Once
+	last      *WriterStats
+}
+
+func newLineSink() *lineSink { return &lineSink{ready: make(chan struct{})} }
+
+func (s *lineSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partial.Write(p)
+	for {
+		line, err := s.partial.ReadBytes('\n')
+		if err != nil { // no full line yet: keep the rest
+			rest := slices.Clone(line)
+			s.partial.Reset()
+			s.partial.Write(rest)
+			return len(p), nil
+		}
+		var msg writerMessage
+		if json.Unmarshal(line, &msg) != nil {
+			continue // not ours, e.g. a line printed by the test framework
+		}
+		if msg.Ready {
+			s.readyOnce.Do(func() { close(s.ready) })
+		}
+		if msg.Stats != nil {
+			s.last = msg.Stats
+		}
+	}
+}
+
+func (s *lineSink) stats() (WriterStats, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		return WriterStats{}, false
+	}
+	return *s.last, true
+}
+
+// copyExecutable copies the test binary into a directory everyone can reach:
+// go test builds it under a 0700 directory.
+func copyExecutable(t testing.TB, exe string) string {
+	t.Helper()
+	dir := t.TempDir()
+	MakeTraversable(t, dir)
+	dst := filepath.Join(dir, filepath.Base(exe))
+	src, err := os.Open(exe)
+	if err != nil {
+		t.Fatalf("copy test binary: %v", err)
+	}
+	defer src.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatalf("copy test binary: %v", err)
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		t.Fatalf("copy test binary to %s: %v", dst, errors.Join(err, out.Close()))
+	}
+	if err := out.Close(); err != nil {
+		t.Fatalf("copy test binary to %s: %v", dst, err)
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
+		t.Fatalf("copy test binary: %v", err)
+	}
+	return dst
+}
+
+// sqliteURI returns a "file:" URI for path with the given query, escaping the
+// characters that SQLite's URI parser would take for delimiters.
+func sqliteURI(path, query string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	if query == "" {
+		return "file:" + esc
+	}
+	return "file:" + esc + "?" + query
+}
+
+// ErrInvariant marks a database whose totals row disagrees with its ledger,
+// or that fails PRAGMA integrity_check.
+var ErrInvariant = errors.New("invariant violated")
+
+const (
+	storageTimeout    = 30 * time.Minute // a 1 GiB prefill or check on a slow disk
+	prefillBatchBytes = 32 << 20
+	prefillBatchRows  = 50_000
+	schemaSQL         = `CREATE TABLE ledger(id INTEGER PRIMARY KEY, amount INTEGER NOT NULL, pad BLOB);
+CREATE TABLE totals(id INTEGER PRIMARY KEY CHECK (id = 1), count INTEGER NOT NULL, sum INTEGER NOT NULL);`
+)
+
+// MakeRailsStorage creates in dir the four WAL-mode RailsDatabases, each with
+// rowsPerDB ledger rows of padBytes random bytes and a matching totals row,
+// plus uploads/ holding a file and an empty .keep. The databases are filled
+// in parallel, in large transactions without a journal, then switched to WAL.
+func MakeRailsStorage(t testing.TB, dir string, rowsPerDB, padBytes int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	if err := os.MkdirAll(filepath.Join(dir, "uploads"), 0o755); err != nil {
+		t.Fatalf("rails storage: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, ".keep"), nil, 0o644)
+	upload := make([]byte, 4096)
+	fillRandom(rand.New(rand.NewPCG(1, 2)), upload)
+	writeFile(t, filepath.Join(dir, "uploads", "avatar-1.bin"), upload, 0o644)
+
+	names := RailsDatabases()
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			errs[i] = createDB(ctx, filepath.Join(dir, name), rowsPerDB, padBytes, uint64(i))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("rails storage: %v", err)
+	}
+}
+
+func createDB(ctx context.Context, path string, rows, padBytes int, seed uint64) (err error) {
+	db, err := sql.Open("sqlite", sqliteURI(path, "_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)&_pragma=cache_size(-65536)"))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	db.SetMaxOpenConns(1) // the pragmas hold for this one connection
+	if _, err := db.ExecContext(ctx, schemaSQL); err != nil {
+		return fmt.Errorf("create %s: schema: %w", path, err)
+	}
+	rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+	pad := make([]byte, padBytes)
+	batch := max(1, min(prefillBatchRows, prefillBatchBytes/max(1, padBytes)))
+	var count, sum int64
+	for done := 0; done < rows; done += batch {
+		n := min(batch, rows-done)
+		s, err := insertBatch(ctx, db, rng, pad, n)
+		if err != nil {
+			return fmt.Errorf("create %s: prefill: %w", path, err)
+		}
+		count, sum = count+int64(n), sum+s
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO totals(id, count, sum) VALUES(1, ?, ?)", count, sum); err != nil {
+		return fmt.Errorf("create %s: totals: %w", path, err)
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil || mode != "wal" {
+		return fmt.Errorf("create %s: journal_mode=WAL gave %q: %w", path, mode, err)
+	}
+	return nil
+}
+
+func insertBatch(ctx context.Context, db *sql.DB, rng *rand.Rand, pad []byte, n int) (sum int64, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO ledger(amount, pad) VALUES(?, ?)")
+	if err != nil {
+		return 0, fmt.Errorf("prepare: %w", err)
+	}
+	defer stmt.Close()
+	for range n {
+		amount := rng.Int64N(1000) + 1
+		fillRandom(rng, pad)
+		if _, err := stmt.ExecContext(ctx, amount, pad); err != nil {
+			return 0, fmt.Errorf("insert: %w", err)
+		}
+		sum += amount
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return sum, nil
+}
+
+// CheckInvariant opens the database read-only and checks, in one read
+// transaction, that PRAGMA integrity_check is ok and that the totals row
+// matches count(*) and sum(amount) of the ledger. A violation wraps
+// ErrInvariant.
+func CheckInvariant(path string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	return withReadTx(ctx, path, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "PRAGMA integrity_check")
+		if err != nil {
+			return fmt.Errorf("integrity_check: %w", err)
+		}
+		var problems []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				return errors.Join(fmt.Errorf("integrity_check: %w", err), rows.Close())
+			}
+			problems = append(problems, line)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("integrity_check: %w", err)
+		}
+		if len(problems) != 1 || problems[0] != "ok" {
+			return fmt.Errorf("%w: integrity_check: %s", ErrInvariant, strings.Join(problems, "; "))
+		}
+		var count, sum, wantCount, wantSum int64
+		if err := tx.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(amount), 0) FROM ledger").Scan(&count, &sum); err != nil {
+			return fmt.Errorf("read ledger: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT count, sum FROM totals WHERE id = 1").Scan(&wantCount, &wantSum); err != nil {
+			return fmt.Errorf("read totals: %w", err)
+		}
+		if count != wantCount || sum != wantSum {
+			return fmt.Errorf("%w: ledger has %d rows summing to %d, totals say %d and %d",
+				ErrInvariant, count, sum, wantCount, wantSum)
+		}
+		return nil
+	})
+}
+
+// CountRows returns the number of ledger rows in the database.
+func CountRows(path string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storageTimeout)
+	defer cancel()
+	var n int64
+	err := withReadTx(ctx, path, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM ledger").Scan(&n); err != nil {
+			return fmt.Errorf("count ledger: %w", err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// withReadTx runs fn in a read transaction on a read-only connection to path.
+func withReadTx(ctx context.Context, path string, fn func(*sql.Tx) error) (err error) {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	query := fmt.Sprintf("mode=ro&_pragma=busy_timeout(%d)", busyTimeoutMillis)
+	if !exists(path+"-wal") && !exists(path+"-shm") {
+		// Nobody has the database open: read it as immutable, or SQLite would
+		// leave an empty -wal and -shm beside it even on a read-only open.
+		query += "&immutable=1"
+	}
+	db, err := sql.Open("sqlite", sqliteURI(path, query))
+	if err != nil {
+		return fmt.Errorf("check %s: open: %w", path, err)
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("check %s: begin: %w", path, err)
+	}
+	defer func() { err = errors.Join(err, tx.Rollback()) }()
+	if err := fn(tx); err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	return nil
+}
+
+func fillRandom(rng *rand.Rand, p []byte) {
+	for i := 0; i < len(p); i += 8 {
+		v := rng.Uint64()
+		for j := i; j < min(i+8, len(p)); j++ {
+			p[j] = byte(v)
+			v >>= 8
+		}
+	}
+}
