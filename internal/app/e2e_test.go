@@ -42,7 +42,7 @@ type rig struct {
 	env     map[string]string
 }
 
-func newRig(t *testing.T, rows, pad int) *rig {
+func newRig(t testing.TB, rows, pad int) *rig {
 	t.Helper()
 	r := &rig{
 		sshd: testutil.StartSSHD(t, testutil.SSHDOptions{}),
@@ -77,7 +77,7 @@ var (
 )
 
 // helperDir builds the standalone helper once per test binary.
-func helperDir(t *testing.T) string {
+func helperDir(t testing.TB) string {
 	t.Helper()
 	helperOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sba-helpers-")
@@ -109,7 +109,7 @@ func runMain(t *testing.T, args []string, env map[string]string) (code int, stdo
 }
 
 // listKeys lists every key in the bucket.
-func listKeys(t *testing.T, s *testutil.S3Server) []string {
+func listKeys(t testing.TB, s *testutil.S3Server) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -128,7 +128,7 @@ func listKeys(t *testing.T, s *testutil.S3Server) []string {
 	return keys
 }
 
-func getObject(t *testing.T, s *testutil.S3Server, key string) []byte {
+func getObject(t testing.TB, s *testutil.S3Server, key string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -147,7 +147,7 @@ func getObject(t *testing.T, s *testutil.S3Server, key string) []byte {
 // checkGroup downloads a whole group, checks it holds exactly the four
 // Rails databases and the manifest, that every hash matches, and that
 // every database passes integrity_check and the ledger/totals invariant.
-func checkGroup(t *testing.T, s *testutil.S3Server, id string) *catalog.Manifest {
+func checkGroup(t testing.TB, s *testutil.S3Server, id string) *catalog.Manifest {
 	t.Helper()
 	layout := catalog.Layout{Prefix: "db_backups", Environment: "production"}
 	m, err := catalog.ParseManifest(getObject(t, s, layout.ManifestKey(id)))
@@ -206,7 +206,7 @@ func sha256hex(b []byte) string {
 }
 
 // assertNoTempLeft fails if the host's remote_temp_dir still holds anything.
-func assertNoTempLeft(t *testing.T, dir string) {
+func assertNoTempLeft(t testing.TB, dir string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -217,7 +217,7 @@ func assertNoTempLeft(t *testing.T, dir string) {
 	}
 }
 
-func backupIDFrom(t *testing.T, stdout string) string {
+func backupIDFrom(t testing.TB, stdout string) string {
 	t.Helper()
 	for _, line := range strings.Split(stdout, "\n") {
 		if rest, ok := strings.CutPrefix(line, "backup "); ok {
