@@ -45,6 +45,7 @@ type Config struct {
 
 	Prune   PruneConfig   // prune, list, and backup with prune: true
 	Restore RestoreConfig // restore and verify
+	Kamal   KamalConfig   // defaults read from the app's config/deploy.yml
 }
 
 // Lookup returns the raw value given for an input, and whether one was
@@ -161,6 +162,7 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 
 	errs = append(errs, c.Prune.parse(vals)...)
 	errs = append(errs, c.Restore.parse(vals)...)
+	errs = append(errs, c.Kamal.parse(vals)...)
 	errs = append(errs, c.validate()...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

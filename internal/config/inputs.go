@@ -44,6 +44,7 @@ func Inputs() []Input {
 	in := commonInputs()
 	in = append(in, pruneInputs()...)
 	in = append(in, restoreInputs()...)
+	in = append(in, kamalInputs()...)
 	return in
 }
 
