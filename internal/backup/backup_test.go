@@ -42,7 +42,7 @@ func makeDBs(t *testing.T) string {
 // faultySource wraps a real local source and breaks one thing.
 type faultySource struct {
 	backup.Source
-	report func(*snapshot.File)                // changes what the host reports
+	report func(*snapshot.File)              // changes what the host reports
 	open   func(io.ReadCloser) io.ReadCloser // changes the bytes read
 	closed bool
 }
@@ -201,4 +201,3 @@ func TestRunRefusesExistingGroup(t *testing.T) {
 		t.Fatalf("got %v (connected %v), want a refusal before connecting", err, connected)
 	}
 }
-
