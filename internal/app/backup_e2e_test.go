@@ -195,7 +195,7 @@ func TestBackupRefusals(t *testing.T) {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout, stderr)
 			}
 			errLines := grepLines(stderr, "error: ")
-			t.Logf("%s", errLines)
+			t.Logf("stderr:\n%s", stderr)
 			for _, w := range tc.want {
 				if !strings.Contains(errLines, w) {
 					t.Errorf("error lines do not say %q:\n%s", w, errLines)
@@ -223,4 +223,58 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestBackupHostLimits: a remote_temp_dir that is too small or mounted
+// noexec gives one clear line, leaves nothing in the bucket or on the host,
+// and the live databases are untouched.
+func TestBackupHostLimits(t *testing.T) {
+	r := newRig(t, 8000, 1024) // about 9 MiB per database
+	cases := []struct {
+		name    string
+		options string
+		want    []string
+	}{
+		{"no room for the helper", "size=1m", []string{"not enough space in remote_temp_dir", "the helper needs"}},
+		{"no room for a snapshot", "size=14m", []string{"not enough space", "remote_temp_dir"}},
+		{"noexec", "noexec,size=64m", []string{"cannot run the snapshot helper", "noexec"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := testutil.MountTmpfs(t, tc.options, r.sshd.UID, r.sshd.GID)
+			before := dirDigest(t, r.storage)
+			code, stdout, stderr := runMain(t, append([]string{"backup"}, append(r.flags(), "--remote-temp-dir", tmp)...), r.env)
+			if code != app.ExitFailed {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, app.ExitFailed, stdout, stderr)
+			}
+			errLines := grepLines(stderr, "error: ")
+			t.Logf("stderr:\n%s", stderr)
+			for _, w := range tc.want {
+				if !strings.Contains(errLines, w) {
+					t.Errorf("error lines do not say %q:\n%s", w, errLines)
+				}
+			}
+			if keys := listKeys(t, r.s3); len(keys) != 0 {
+				t.Errorf("bucket holds objects after a failed backup:\n%s", strings.Join(keys, "\n"))
+			}
+			assertNoTempLeft(t, tmp)
+			if after := dirDigest(t, r.storage); after != before {
+				t.Errorf("the live databases changed:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+// dirDigest names, sizes and hashes the database files of a dir.
+func dirDigest(t *testing.T, dir string) string {
+	t.Helper()
+	var parts []string
+	for _, name := range testutil.RailsDatabases() {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, name+":"+sha256hex(b)[:12])
+	}
+	return strings.Join(parts, " ")
 }

@@ -151,6 +151,13 @@ func (r *Remote) ship(ctx context.Context, local string) error {
 		return fmt.Errorf("open helper %s: %w", local, err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat helper %s: %w", local, err)
+	}
+	if err := r.checkSpace(st.Size()); err != nil {
+		return err
+	}
 	h := sha256.New()
 	sf := r.o.Client.SFTP()
 	partial := r.helper + ".partial"
@@ -163,9 +170,9 @@ func (r *Remote) ship(ctx context.Context, local string) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("upload helper to %s: %w", partial, err)
+		return fmt.Errorf("upload helper to %s: %w", partial, errors.Join(err, r.checkSpace(st.Size())))
 	}
-	st, err := sf.Stat(partial)
+	st, err = sf.Stat(partial)
 	if err != nil || st.Size() != n {
 		return fmt.Errorf("upload helper to %s: size on host differs from the %d bytes sent (disk full?): %v", partial, n, err)
 	}
@@ -182,6 +189,21 @@ func (r *Remote) ship(ctx context.Context, local string) error {
 	}
 	if got, _, _ := strings.Cut(string(out), " "); got != want {
 		return fmt.Errorf("helper on host has SHA-256 %s, want %s: refusing to run it", got, want)
+	}
+	return nil
+}
+
+// checkSpace fails clearly when remote_temp_dir has less than need bytes
+// (plus a margin) free. Hosts without the statvfs SFTP extension pass.
+func (r *Remote) checkSpace(need int64) error {
+	vfs, err := r.o.Client.SFTP().StatVFS(r.tmp)
+	if err != nil {
+		return nil
+	}
+	free := int64(vfs.FreeSpace())
+	if want := need + 1<<20; free < want {
+		return fmt.Errorf("not enough space in remote_temp_dir %s on %s: %.1f MiB free, the helper needs %.1f MiB (disk full? set remote_temp_dir to a larger disk)",
+			r.o.TempDir, r.o.Client.Addr(), float64(free)/(1<<20), float64(want)/(1<<20))
 	}
 	return nil
 }
