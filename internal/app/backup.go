@@ -40,16 +40,7 @@ func (e *env) connect(cfg *config.Config) func(ctx context.Context) (backup.Sour
 		if cfg.SSHHost == "" {
 			return snapshot.NewLocal(cfg.RemotePath, cfg.Include, cfg.Compression, "")
 		}
-		hk, err := remote.NewHostKeys(cfg.SSHKnownHosts, cfg.SSHHostFingerprints)
-		if err != nil {
-			return nil, err
-		}
-		e.log.Info("connecting", "host", cfg.SSHHost, "port", cfg.SSHPort, "user", cfg.SSHUser)
-		c, err := remote.Dial(ctx, remote.Options{
-			Host: cfg.SSHHost, Port: cfg.SSHPort, User: cfg.SSHUser,
-			PrivateKey: []byte(cfg.SSHPrivateKey.Reveal()), Passphrase: []byte(cfg.SSHPrivateKeyPassphrase.Reveal()),
-			HostKeys: hk, ConnectTimeout: cfg.ConnectTimeout, Logger: e.log,
-		})
+		c, err := e.dial(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -63,6 +54,33 @@ func (e *env) connect(cfg *config.Config) func(ctx context.Context) (backup.Sour
 		}
 		return &remoteSource{Remote: r, client: c}, nil
 	}
+}
+
+// dial connects to ssh_host (through ssh_jump_host, if set) with every
+// host key verified.
+func (e *env) dial(ctx context.Context, cfg *config.Config) (*remote.Client, error) {
+	hk, err := remote.NewHostKeys(cfg.SSHKnownHosts, cfg.SSHHostFingerprints)
+	if err != nil {
+		return nil, err
+	}
+	o := remote.Options{
+		Hop: remote.Hop{Host: cfg.SSHHost, Port: cfg.SSHPort, User: cfg.SSHUser, HostKeys: hk,
+			PrivateKey: []byte(cfg.SSHPrivateKey.Reveal()), Passphrase: []byte(cfg.SSHPrivateKeyPassphrase.Reveal())},
+		ConnectTimeout: cfg.ConnectTimeout, Logger: e.log,
+	}
+	if j := cfg.Jump; j != nil {
+		jhk, err := remote.NewHostKeys(j.KnownHosts, j.Fingerprints)
+		if err != nil {
+			return nil, fmt.Errorf("jump host: %w", err)
+		}
+		o.Jump = &remote.Hop{Host: j.Host, Port: j.Port, User: j.User, HostKeys: jhk, PrivateKey: o.PrivateKey, Passphrase: o.Passphrase}
+		if j.PrivateKey.IsSet() {
+			o.Jump.PrivateKey, o.Jump.Passphrase = []byte(j.PrivateKey.Reveal()), nil
+		}
+		e.log.Info("connecting through jump host", "jump", j.Host, "jump_port", j.Port)
+	}
+	e.log.Info("connecting", "host", cfg.SSHHost, "port", cfg.SSHPort, "user", cfg.SSHUser)
+	return remote.Dial(ctx, o)
 }
 
 // remoteSource closes the SSH connection after the temp dir is removed.

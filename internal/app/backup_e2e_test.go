@@ -278,3 +278,40 @@ func dirDigest(t *testing.T, dir string) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// TestBackupThroughJumpHost connects through a second real sshd as a
+// bastion, with both host keys verified; a wrong jump host key is refused.
+func TestBackupThroughJumpHost(t *testing.T) {
+	r := newRig(t, 300, 128)
+	jump := testutil.StartSSHD(t, testutil.SSHDOptions{})
+	jumpKey, err := os.ReadFile(jump.ClientKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := testutil.StartSSHD(t, testutil.SSHDOptions{})
+	jumpFlags := func(knownHosts string) []string {
+		return append(r.flags(), "--ssh-jump-host", jump.User+"@"+jump.Addr(),
+			"--ssh-jump-known-hosts", knownHosts, "--ssh-jump-private-key", string(jumpKey))
+	}
+	t.Run("wrong jump host key", func(t *testing.T) {
+		line := strings.Replace(wrong.KnownHostsLine, strconv.Itoa(wrong.Port), strconv.Itoa(jump.Port), 1)
+		code, _, stderr := runMain(t, append([]string{"backup"}, jumpFlags(line)...), r.env)
+		if code != app.ExitFailed || !strings.Contains(stderr, "jump host") || !strings.Contains(stderr, "host key mismatch") {
+			t.Fatalf("exit %d, want a jump host key mismatch:\n%s", code, stderr)
+		}
+		if strings.Contains(r.sshd.Log(), "Accepted publickey") {
+			t.Errorf("the target was reached although the jump host's key was wrong")
+		}
+	})
+	t.Run("through the jump host", func(t *testing.T) {
+		code, stdout, stderr := runMain(t, append([]string{"backup"}, jumpFlags(jump.KnownHostsLine)...), r.env)
+		if code != app.ExitOK {
+			t.Fatalf("exit %d\n%s\n%s\njump sshd:\n%s", code, stdout, stderr, jump.Log())
+		}
+		if !strings.Contains(jump.Log(), "Accepted publickey for "+jump.User) {
+			t.Errorf("the jump host was not used:\n%s", jump.Log())
+		}
+		checkGroup(t, r.s3, backupIDFrom(t, stdout))
+		assertNoTempLeft(t, r.tmp)
+	})
+}

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"strconv"
@@ -25,6 +26,7 @@ type Config struct {
 	SSHKnownHosts           string
 	SSHHostFingerprints     []string
 	ConnectTimeout          time.Duration
+	Jump                    *Jump // nil without ssh_jump_host
 
 	RemotePath    string
 	Include       string
@@ -127,13 +129,8 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 		PartSizeMiB:             intVal("part_size", 5, 5120),
 		Parallel:                intVal("parallel", 1, 64),
 	}
-	for _, fp := range strings.FieldsFunc(vals["ssh_host_fingerprint"], func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
-		if !strings.HasPrefix(fp, "SHA256:") || len(fp) < 20 {
-			bad("ssh_host_fingerprint", "%q is not a SHA256:... fingerprint (as printed by ssh-keygen -lf)", fp)
-			continue
-		}
-		c.SSHHostFingerprints = append(c.SSHHostFingerprints, fp)
-	}
+	c.SSHHostFingerprints = parseFingerprints(vals["ssh_host_fingerprint"], "ssh_host_fingerprint", bad)
+	c.Jump = parseJump(vals, bad)
 	if d, err := time.ParseDuration(strings.TrimSpace(vals["connect_timeout"])); err != nil || d <= 0 {
 		bad("connect_timeout", "%q is not a positive duration like 30s", vals["connect_timeout"])
 	} else {
@@ -241,6 +238,57 @@ func (c *Config) validateSource() []error {
 		bad("remote_temp_dir", "%q must be an absolute path", c.RemoteTempDir)
 	}
 	return errs
+}
+
+// Jump is a bastion host the SSH connection goes through.
+type Jump struct {
+	Host         string
+	Port         int
+	User         string
+	KnownHosts   string
+	Fingerprints []string
+	PrivateKey   Secret // empty: use ssh_private_key
+}
+
+// parseJump reads ssh_jump_host as [user@]host[:port] and its host keys.
+func parseJump(vals map[string]string, bad func(input, format string, args ...any)) *Jump {
+	spec := strings.TrimSpace(vals["ssh_jump_host"])
+	if spec == "" {
+		return nil
+	}
+	j := &Jump{Port: 22, User: strings.TrimSpace(vals["ssh_user"]), KnownHosts: vals["ssh_jump_known_hosts"],
+		PrivateKey: Secret(vals["ssh_jump_private_key"])}
+	if u, rest, ok := strings.Cut(spec, "@"); ok {
+		j.User, spec = u, rest
+	}
+	j.Host = spec
+	if h, p, err := net.SplitHostPort(spec); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			bad("ssh_jump_host", "%q has a bad port", vals["ssh_jump_host"])
+		}
+		j.Host, j.Port = h, n
+	}
+	if j.Host == "" || j.User == "" || strings.ContainsAny(j.Host, " /\n") {
+		bad("ssh_jump_host", "%q is not user@host:port", vals["ssh_jump_host"])
+	}
+	j.Fingerprints = parseFingerprints(vals["ssh_jump_host_fingerprint"], "ssh_jump_host_fingerprint", bad)
+	if strings.TrimSpace(j.KnownHosts) == "" && len(j.Fingerprints) == 0 {
+		bad("ssh_jump_known_hosts", "required with ssh_jump_host (or ssh_jump_host_fingerprint): the jump host's key is verified too")
+	}
+	return j
+}
+
+func parseFingerprints(v, input string, bad func(input, format string, args ...any)) []string {
+	var out []string
+	for _, fp := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' }) {
+		if !strings.HasPrefix(fp, "SHA256:") || len(fp) < 20 {
+			bad(input, "%q is not a SHA256:... fingerprint (as printed by ssh-keygen -lf)", fp)
+			continue
+		}
+		out = append(out, fp)
+	}
+	return out
 }
 
 // ReadFile is the readFile to pass to FromValues outside tests.

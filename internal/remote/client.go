@@ -27,15 +27,23 @@ const DefaultKeepAlive = 15 * time.Second
 // keepAliveMisses is how many unanswered keepalives close the connection.
 const keepAliveMisses = 3
 
+// Hop is one SSH server to authenticate to.
+type Hop struct {
+	Host       string
+	Port       int
+	User       string
+	PrivateKey []byte // PEM/OpenSSH private key
+	Passphrase []byte // empty when the key has none
+	HostKeys   *HostKeys
+}
+
 // Options say where and how to connect.
 type Options struct {
-	Host           string
-	Port           int
-	User           string
-	PrivateKey     []byte // PEM/OpenSSH private key
-	Passphrase     []byte // empty when the key has none
-	HostKeys       *HostKeys
-	ConnectTimeout time.Duration // bounds TCP connect and SSH handshake together
+	Hop
+	// Jump, when set, is a bastion the connection to Hop goes through
+	// (like ssh -J); its host key is verified too.
+	Jump           *Hop
+	ConnectTimeout time.Duration // bounds TCP connect and SSH handshakes together
 	KeepAlive      time.Duration // 0 = DefaultKeepAlive
 	Logger         *slog.Logger
 }
@@ -43,6 +51,7 @@ type Options struct {
 // Client is a verified SSH connection with an SFTP session on it.
 type Client struct {
 	ssh    *ssh.Client
+	jump   *ssh.Client // nil without a jump host
 	sftp   *sftp.Client
 	addr   string
 	log    *slog.Logger
@@ -51,53 +60,40 @@ type Client struct {
 	unhook func() bool
 }
 
-// Dial connects, verifies the host key, authenticates and opens SFTP.
-// The connection closes when ctx is done.
-func Dial(ctx context.Context, o Options) (*Client, error) {
-	if o.HostKeys == nil {
-		return nil, errors.New("ssh: no host keys to verify against")
-	}
+// Dial connects (through the jump host, if any), verifies every host key,
+// authenticates and opens SFTP. The connection closes when ctx is done.
+func Dial(ctx context.Context, o Options) (_ *Client, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	signer, err := ParsePrivateKey(o.PrivateKey, o.Passphrase)
-	if err != nil {
-		return nil, err
-	}
-	addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
 	timeout := o.ConnectTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("ssh connect %s: %w", addr, friendlyNetErr(err, timeout))
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		return (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", addr)
 	}
-	// ssh.ClientConfig.Timeout only bounds the TCP connect: bound the
-	// handshake with a deadline, and close it if ctx ends meanwhile.
-	deadline, _ := dctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	stopWatch := context.AfterFunc(dctx, func() { _ = conn.Close() })
-	cfg := &ssh.ClientConfig{
-		User:              o.User,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback:   o.HostKeys.Callback,
-		HostKeyAlgorithms: o.HostKeys.Algorithms(addr, conn.RemoteAddr()),
-		Timeout:           timeout,
-	}
-	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if !stopWatch() || err != nil {
-		_ = conn.Close()
-		if err == nil || dctx.Err() != nil {
-			// The watch closed the connection: say why, not "closed connection".
-			err = dctx.Err()
+	var jump *ssh.Client
+	if o.Jump != nil {
+		jump, err = connect(dctx, *o.Jump, "jump host ", dial, timeout)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, friendlyNetErr(err, timeout))
+		defer func() {
+			if err != nil {
+				_ = jump.Close()
+			}
+		}()
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return jump.DialContext(ctx, "tcp", addr) }
 	}
-	_ = conn.SetDeadline(time.Time{})
-	c := &Client{ssh: ssh.NewClient(sc, chans, reqs), addr: addr, log: o.Logger, stop: make(chan struct{})}
+	sc, err := connect(dctx, o.Hop, "", dial, timeout)
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+	c := &Client{ssh: sc, jump: jump, addr: addr, log: o.Logger, stop: make(chan struct{})}
 	c.unhook = context.AfterFunc(ctx, func() { _ = c.Close() })
 	ka := o.KeepAlive
 	if ka <= 0 {
@@ -114,6 +110,45 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		return nil, fmt.Errorf("start sftp on %s: %w (is the sftp subsystem enabled in sshd_config?)", addr, err)
 	}
 	return c, nil
+}
+
+// connect dials one hop and runs the SSH handshake within dctx's deadline.
+// ssh.ClientConfig.Timeout only bounds a TCP connect, so the handshake
+// gets a deadline too, and the connection is closed if dctx ends meanwhile.
+func connect(dctx context.Context, h Hop, what string, dial func(context.Context, string) (net.Conn, error), timeout time.Duration) (*ssh.Client, error) {
+	if h.HostKeys == nil {
+		return nil, fmt.Errorf("ssh %s%s: no host keys to verify against", what, h.Host)
+	}
+	signer, err := ParsePrivateKey(h.PrivateKey, h.Passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", what, err)
+	}
+	addr := net.JoinHostPort(h.Host, strconv.Itoa(h.Port))
+	conn, err := dial(dctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("ssh connect %s%s: %w", what, addr, friendlyNetErr(err, timeout))
+	}
+	deadline, _ := dctx.Deadline()
+	_ = conn.SetDeadline(deadline) // not supported through a jump host; the watch below still bounds it
+	stopWatch := context.AfterFunc(dctx, func() { _ = conn.Close() })
+	cfg := &ssh.ClientConfig{
+		User:              h.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   h.HostKeys.Callback,
+		HostKeyAlgorithms: h.HostKeys.Algorithms(addr, conn.RemoteAddr()),
+		Timeout:           timeout,
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if !stopWatch() || err != nil {
+		_ = conn.Close()
+		if err == nil || dctx.Err() != nil {
+			// The watch closed the connection: say why, not "closed connection".
+			err = dctx.Err()
+		}
+		return nil, fmt.Errorf("ssh handshake with %s%s: %w", what, addr, friendlyNetErr(err, timeout))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(sc, chans, reqs), nil
 }
 
 // ParsePrivateKey reads an OpenSSH or PEM private key, with a passphrase
@@ -206,6 +241,9 @@ func (c *Client) Close() error {
 			_ = c.sftp.Close()
 		}
 		err = c.ssh.Close()
+		if c.jump != nil {
+			_ = c.jump.Close()
+		}
 	})
 	return err
 }
