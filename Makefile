@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make demo` and `make test`.
-.PHONY: demo test deps build helpers vet
+.PHONY: demo test deps build helpers vet fuzz
 
 demo:
 	go run . demo
@@ -9,6 +9,14 @@ demo:
 test: deps
 	go vet ./...
 	go test -count=1 -timeout 45m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+# Each fuzz target briefly (CI) or longer: make fuzz FUZZTIME=5m
+FUZZTIME ?= 30s
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./internal/catalog
+	go test -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME) ./internal/catalog
+	go test -run '^$$' -fuzz '^FuzzNewHostKeys$$' -fuzztime $(FUZZTIME) ./internal/remote
 
 deps:
 	bash .ci/deps.sh
