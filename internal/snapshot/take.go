@@ -225,6 +225,15 @@ func vacuumInto(ctx context.Context, src, dst string) (version string, err error
 	if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("remove stale %s: %w", dst, err)
 	}
+	// SQLite only says "unable to open database file": say why first.
+	if f, err := os.Open(src); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return "", fmt.Errorf("permission denied: uid %d cannot read it (connect as a user that can read the databases, e.g. the app's user or root)", os.Geteuid())
+		}
+		return "", fmt.Errorf("open: %w", err)
+	} else {
+		f.Close()
+	}
 	db, err := openReadOnly(src)
 	if err != nil {
 		return "", err
