@@ -97,7 +97,7 @@ func (r *remoteSource) Close() error {
 	return err
 }
 
-func (e *env) backup(ctx context.Context, cfg *config.Config) error {
+func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
 	st, err := e.openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -117,6 +117,12 @@ func (e *env) backup(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		// Prune only after a successful backup, outside its log group.
+		if err == nil {
+			err = e.pruneAfterBackup(ctx, cfg, st)
+		}
+	}()
 	e.log.Info("backup complete", "backup_id", res.ID, "files", len(res.Files), "stored_bytes", res.StoredBytes, "duration", res.Duration.Round(time.Millisecond))
 	fmt.Fprint(e.stdout, textTable(res, st.String()))
 	if e.gha == nil {

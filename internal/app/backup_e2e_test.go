@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/app"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/testutil"
 )
 
@@ -314,4 +315,35 @@ func TestBackupThroughJumpHost(t *testing.T) {
 		checkGroup(t, r.s3, backupIDFrom(t, stdout))
 		assertNoTempLeft(t, r.tmp)
 	})
+}
+
+// TestBackupWithPrune: prune: true runs after a successful backup only.
+func TestBackupWithPrune(t *testing.T) {
+	r := newRig(t, 200, 64)
+	b := &prBucket{s3: r.s3, now: time.Now().UTC(), keys: map[string][]string{}, env: r.env}
+	b.group(t, "old1", 30*24*time.Hour, catalog.StateComplete, 2, 100)
+	b.group(t, "old2", 20*24*time.Hour, catalog.StateComplete, 2, 100)
+	before := listKeys(t, r.s3)
+	pruneFlags := []string{"--prune", "--keep-min", "1", "--retention-days", "14"}
+
+	code, _, stderr := runMain(t, append(append([]string{"backup"}, r.flags()...), append(pruneFlags, "--remote-path", "/nope")...), r.env)
+	if code != app.ExitFailed {
+		t.Fatalf("exit %d, want a failed backup\n%s", code, stderr)
+	}
+	if got := listKeys(t, r.s3); strings.Join(got, ",") != strings.Join(before, ",") {
+		t.Fatalf("a failed backup with prune: true changed the bucket:\nbefore %v\nafter  %v", before, got)
+	}
+
+	code, stdout, stderr := runMain(t, append(append([]string{"backup"}, r.flags()...), pruneFlags...), r.env)
+	if code != app.ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	id := backupIDFrom(t, stdout)
+	layout := catalog.Layout{Prefix: "db_backups", Environment: "production"}
+	for _, k := range listKeys(t, r.s3) {
+		if !strings.HasPrefix(k, layout.GroupPrefix(id)) {
+			t.Errorf("prune after backup left %s", k)
+		}
+	}
+	checkGroup(t, r.s3, id)
 }

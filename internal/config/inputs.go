@@ -92,5 +92,7 @@ func Outputs() []Input {
 		{Name: "manifest_key", Description: "Key of the group's manifest.json."},
 		{Name: "files", Description: "Number of databases in the group."},
 		{Name: "bytes", Description: "Bytes stored (after compression) for the group."},
+		{Name: "deleted", Description: "Prune: number of backup groups deleted (0 on a dry run or when the shrink guard held deletion back)."},
+		{Name: "kept", Description: "Prune: number of backup groups kept."},
 	}
 }
