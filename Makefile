@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make demo` and `make test`.
-.PHONY: demo test deps build helpers vet fuzz
+.PHONY: demo test deps build helpers vet fuzz bench
 
 demo:
 	go run . demo
@@ -29,3 +29,10 @@ helpers:
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags="-s -w" \
 	    -o dist/helpers/sqlite-backup-helper-linux-$$arch ./cmd/sqlite-backup-helper; \
 	done
+
+# The hand-written pipeline (sqlite3 + scp + zstd + s5cmd) against this tool,
+# same databases, same live writer, same run. BENCH_MIB sets the total size.
+BENCH_MIB ?= 1024
+bench:
+	bash bench/deps.sh
+	SBA_BENCH_MIB=$(BENCH_MIB) go test ./internal/app -run '^$$' -bench 'Pipelines' -benchtime 1x -timeout 20m -v

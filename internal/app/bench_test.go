@@ -77,6 +77,9 @@ func BenchmarkBackupBinary(b *testing.B) {
 		if err != nil {
 			b.Fatalf("backup: %v\n%s", err, out)
 		}
+		if os.Getenv("SBA_BENCH_VERBOSE") != "" {
+			b.Logf("%s", out)
+		}
 		wall += timeField(b, string(out), `Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)`)
 		rss += timeField(b, string(out), `Maximum resident set size \(kbytes\): (\d+)`) / 1024
 	}
