@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,10 @@ import (
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store/fsstore"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store/s3store"
 )
+
+// memoryHeadroom is what a backup needs beside the upload buffers: SFTP
+// reads in flight, hashing, zstd decoding, SQLite's page cache, the runtime.
+const memoryHeadroom = 8 << 20
 
 // openStore builds the destination backend from the config.
 func (e *env) openStore(ctx context.Context, cfg *config.Config) (store.Backend, error) {
@@ -98,6 +103,12 @@ func (r *remoteSource) Close() error {
 }
 
 func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
+	// Upload buffers dominate memory: (parallel+1) parts per object. A soft
+	// limit just above them keeps garbage from old parts from piling up, so
+	// peak RSS stays flat whatever the database size. GOMEMLIMIT overrides.
+	if e.getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.PartSizeMiB*(cfg.Parallel+1))<<20 + memoryHeadroom)
+	}
 	st, err := e.openStore(ctx, cfg)
 	if err != nil {
 		return err

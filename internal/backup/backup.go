@@ -116,21 +116,56 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		}
 	}()
 
-	err = src.Snapshot(ctx, func(f snapshot.File) error {
+	// Checks on the runner's copy run one at a time beside the transfers:
+	// while file n is checked, file n+1 streams (and n+2 is snapshotted).
+	vctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	checks := make(chan func(context.Context) error)
+	var checkErr error
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		for check := range checks {
+			if checkErr != nil {
+				continue
+			}
+			if checkErr = check(vctx); checkErr != nil {
+				cancelAll()
+			}
+		}
+	}()
+	err = src.Snapshot(vctx, func(f snapshot.File) error {
 		key := o.Layout.Key(id, f.Name+snapshot.Extension(f.Compression))
 		uploaded = append(uploaded, key)
-		fr, err := o.transfer(ctx, src, f, key)
+		fr, check, err := o.transfer(vctx, src, f, key)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)
+		}
+		named := func(ctx context.Context) error {
+			if err := check(ctx); err != nil {
+				return fmt.Errorf("%s: %w", f.Name, err)
+			}
+			return nil
+		}
+		select {
+		case checks <- named:
+		case <-vctx.Done():
+			_ = check(vctx) // returns at once on a done context; removes the runner copy
+			return vctx.Err()
 		}
 		res.Files = append(res.Files, *fr)
 		res.OriginalBytes += fr.Size
 		res.StoredBytes += fr.StoredSize
-		if err := src.Remove(ctx, f.Path); err != nil {
+		if err := src.Remove(vctx, f.Path); err != nil {
 			return fmt.Errorf("%s: remove snapshot on host: %w", f.Name, err)
 		}
 		return nil
 	})
+	close(checks)
+	<-checked
+	if checkErr != nil {
+		err = checkErr // the root cause; Snapshot only saw the cancel
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
 	}

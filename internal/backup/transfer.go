@@ -21,20 +21,29 @@ import (
 // checks both hashes, the header and PRAGMA integrity_check there, so the
 // production host is never loaded with the check. Memory stays bounded:
 // nothing holds a whole database.
-func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key string) (*FileResult, error) {
+//
+// It returns once the bytes are stored and both hashes match; the returned
+// check runs the header and integrity checks on the runner's copy (and
+// removes it), so the caller can overlap it with the next transfer. The
+// FileResult (Duration: the transfer's) is valid only once check returned nil.
+func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key string) (_ *FileResult, check func(context.Context) error, err error) {
 	start := time.Now()
 	rc, err := src.Open(ctx, f.Path)
 	if err != nil {
-		return nil, fmt.Errorf("open snapshot on host: %w", err)
+		return nil, nil, fmt.Errorf("open snapshot on host: %w", err)
 	}
 	defer rc.Close()
 
 	tmp, err := os.CreateTemp(o.TempDir, "sba-verify-*.sqlite3")
 	if err != nil {
-		return nil, fmt.Errorf("runner temp file: %w", err)
+		return nil, nil, fmt.Errorf("runner temp file: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -78,37 +87,42 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 		{dcErr, "decompress for verification"},
 	} {
 		if e.err != nil && !errors.Is(e.err, errStopped) {
-			return nil, fmt.Errorf("%s: %w", e.what, e.err)
+			return nil, nil, fmt.Errorf("%s: %w", e.what, e.err)
 		}
 	}
 	if upErr != nil || copyErr != nil || dcErr != nil {
-		return nil, fmt.Errorf("transfer %s: %w", key, errors.Join(upErr, copyErr, dcErr))
+		return nil, nil, fmt.Errorf("transfer %s: %w", key, errors.Join(upErr, copyErr, dcErr))
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("runner temp file: %w", err)
+		return nil, nil, fmt.Errorf("runner temp file: %w", err)
 	}
 	if err := checkSum("stored file", counter.n.Load(), storedHash, f.StoredSize, f.StoredSHA256); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkSum("snapshot", rawN, rawHash, f.Size, f.SHA256); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	h, err := snapshot.CheckFile(ctx, tmp.Name())
-	if err != nil {
-		return nil, fmt.Errorf("verify snapshot on runner: %w", err)
-	}
-	if h.PageSize != f.PageSize || h.PageCount != f.PageCount {
-		return nil, fmt.Errorf("verify snapshot on runner: header says %d pages of %d bytes, host reported %d of %d", h.PageCount, h.PageSize, f.PageCount, f.PageSize)
-	}
-	return &FileResult{
+	fr := &FileResult{
 		File: catalog.File{
 			Name: f.Name, Size: f.Size, SHA256: f.SHA256, Key: key,
 			StoredSize: f.StoredSize, StoredSHA256: f.StoredSHA256, Compression: f.Compression,
 			PageSize: f.PageSize, PageCount: f.PageCount, SQLiteVersion: f.SQLiteVersion,
 			IntegrityCheck: "ok",
 		},
-		Duration: time.Since(start),
-	}, nil
+	}
+	check = func(ctx context.Context) error {
+		defer os.Remove(tmp.Name())
+		h, err := snapshot.CheckFile(ctx, tmp.Name())
+		if err != nil {
+			return fmt.Errorf("verify snapshot on runner: %w", err)
+		}
+		if h.PageSize != f.PageSize || h.PageCount != f.PageCount {
+			return fmt.Errorf("verify snapshot on runner: header says %d pages of %d bytes, host reported %d of %d", h.PageCount, h.PageSize, f.PageCount, f.PageSize)
+		}
+		return nil
+	}
+	fr.Duration = time.Since(start)
+	return fr, check, nil
 }
 
 func decompressTo(compression string, r io.Reader, w io.Writer, n *int64) error {

@@ -35,7 +35,7 @@ const (
 	DefaultCompression    = "zstd"
 	DefaultRemoteTempDir  = "/var/tmp"
 	DefaultConnectTimeout = "30s"
-	DefaultPartSize       = "16"
+	DefaultPartSize       = "5"
 	DefaultParallel       = "4"
 )
 

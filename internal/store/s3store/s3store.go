@@ -44,7 +44,7 @@ import (
 // Defaults and limits.
 const (
 	DefaultRegion      = "us-east-1"
-	DefaultPartSize    = 16 << 20 // multipart part size; memory use is about (Concurrency+1) * PartSize
+	DefaultPartSize    = 5 << 20 // multipart part size; memory use is about (Concurrency+1) * PartSize
 	DefaultConcurrency = 4
 	// ProbeKeyPrefix starts the key of the object Check writes and removes.
 	ProbeKeyPrefix = ".sqlite-backup-action-probe-"
