@@ -116,12 +116,13 @@ func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
 	var res *backup.Result
 	err = e.group("Backup to "+st.String(), func() error {
 		res, err = backup.Run(ctx, backup.Options{
-			Store:       st,
-			Connect:     e.connect(cfg),
-			Layout:      catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment},
-			Compression: cfg.Compression,
-			Log:         e.log,
-			ToolVersion: Version,
+			Store:         st,
+			Connect:       e.connect(cfg),
+			Layout:        catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment},
+			Compression:   cfg.Compression,
+			Log:           e.log,
+			ToolVersion:   Version,
+			SkipUnchanged: cfg.SkipUnchanged,
 		})
 		return err
 	})

@@ -347,3 +347,50 @@ func TestBackupWithPrune(t *testing.T) {
 	}
 	checkGroup(t, r.s3, id)
 }
+
+// TestBackupSkipsUnchanged: a second backup copies the objects of databases
+// whose snapshots did not change server-side and sends only the changed one.
+func TestBackupSkipsUnchanged(t *testing.T) {
+	r := newRig(t, 500, 512)
+	code, stdout, stderr := runMain(t, append([]string{"backup"}, r.flags()...), r.env)
+	if code != app.ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	first := backupIDFrom(t, stdout)
+	// The app writes to one database only.
+	w := testutil.StartWriter(t, testutil.WriterOptions{Dir: r.storage, Files: []string{"production.sqlite3"}, Rate: 200, UID: r.sshd.UID, GID: r.sshd.GID})
+	time.Sleep(300 * time.Millisecond)
+	w.Stop()
+	waitNextSecond()
+	code, stdout, stderr = runMain(t, append([]string{"backup"}, r.flags()...), r.env)
+	if code != app.ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	second := backupIDFrom(t, stdout)
+	m := checkGroup(t, r.s3, second)
+	for _, f := range m.Files {
+		want := first
+		if f.Name == "production.sqlite3" {
+			want = ""
+		}
+		if f.CopiedFrom != want {
+			t.Errorf("%s: copied_from %q, want %q", f.Name, f.CopiedFrom, want)
+		}
+	}
+	if n := strings.Count(stderr, "unchanged since the previous backup"); n != 3 {
+		t.Errorf("%d files reported unchanged, want 3:\n%s", n, stderr)
+	}
+	assertNoTempLeft(t, r.tmp)
+
+	// With skip_unchanged off, everything is sent again.
+	waitNextSecond()
+	code, stdout, stderr = runMain(t, append([]string{"backup", "--skip-unchanged=false"}, r.flags()...), r.env)
+	if code != app.ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, f := range checkGroup(t, r.s3, backupIDFrom(t, stdout)).Files {
+		if f.CopiedFrom != "" {
+			t.Errorf("%s copied with skip_unchanged off", f.Name)
+		}
+	}
+}

@@ -22,7 +22,9 @@ import (
 // directory. Snapshot calls emit for each finished snapshot, in order,
 // while it may already be working on the next one.
 type Source interface {
-	Snapshot(ctx context.Context, emit func(snapshot.File) error) error
+	// previous maps names to the snapshot SHA-256 of the newest complete
+	// backup: a byte-identical snapshot is reported Unchanged, not sent.
+	Snapshot(ctx context.Context, previous map[string]string, emit func(snapshot.File) error) error
 	// Open reads a finished snapshot reported by Snapshot.
 	Open(ctx context.Context, path string) (io.ReadCloser, error)
 	// Remove deletes a snapshot once it is stored, freeing host disk.
@@ -43,6 +45,9 @@ type Options struct {
 	Log         *slog.Logger
 	TempDir     string // runner-side scratch for verification ("" = os.TempDir)
 	ToolVersion string
+	// SkipUnchanged copies a database's object server-side from the newest
+	// complete group when its snapshot is byte-identical, instead of sending it.
+	SkipUnchanged bool
 	// ProgressEvery is how often a long transfer logs its progress.
 	ProgressEvery time.Duration
 }
@@ -91,6 +96,11 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, fmt.Errorf("backup group %s already exists in %s: another backup started in the same second?", id, o.Store)
 	}
 
+	var prev *previous
+	if o.SkipUnchanged {
+		prev = o.findPrevious(ctx)
+	}
+
 	src, err := o.Connect(ctx)
 	if err != nil {
 		return nil, err
@@ -134,7 +144,20 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			}
 		}
 	}()
-	err = src.Snapshot(vctx, func(f snapshot.File) error {
+	err = src.Snapshot(vctx, prev.hashes(), func(f snapshot.File) error {
+		if f.Unchanged {
+			fr, err := o.copyUnchanged(vctx, prev, f, id)
+			if fr != nil {
+				uploaded = append(uploaded, fr.Key)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.Name, err)
+			}
+			res.Files = append(res.Files, *fr)
+			res.OriginalBytes += fr.Size
+			res.StoredBytes += fr.StoredSize
+			return nil
+		}
 		key := o.Layout.Key(id, f.Name+snapshot.Extension(f.Compression))
 		uploaded = append(uploaded, key)
 		fr, check, err := o.transfer(vctx, src, f, key)

@@ -47,8 +47,8 @@ type faultySource struct {
 	closed bool
 }
 
-func (f *faultySource) Snapshot(ctx context.Context, emit func(snapshot.File) error) error {
-	return f.Source.Snapshot(ctx, func(file snapshot.File) error {
+func (f *faultySource) Snapshot(ctx context.Context, previous map[string]string, emit func(snapshot.File) error) error {
+	return f.Source.Snapshot(ctx, previous, func(file snapshot.File) error {
 		if f.report != nil {
 			f.report(&file)
 		}

@@ -115,6 +115,9 @@ type File struct {
 	PageCount      int64  `json:"page_count"`      // SQLite page count
 	SQLiteVersion  string `json:"sqlite_version"`  // library that took the snapshot
 	IntegrityCheck string `json:"integrity_check"` // result of PRAGMA integrity_check ("ok")
+	// CopiedFrom names the group whose identical snapshot was copied
+	// server-side instead of sent again (the database had not changed).
+	CopiedFrom string `json:"copied_from,omitempty"`
 }
 
 // Encode renders the manifest as indented JSON.

@@ -44,6 +44,7 @@ type Config struct {
 	SecretAccessKey Secret
 	PartSizeMiB     int
 	Parallel        int
+	SkipUnchanged   bool
 
 	Prune   PruneConfig   // prune, list, and backup with prune: true
 	Restore RestoreConfig // restore and verify
@@ -123,6 +124,7 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 		Endpoint:                strings.TrimSpace(vals["endpoint"]),
 		Region:                  strings.TrimSpace(vals["region"]),
 		ForcePathStyle:          boolVal("force_path_style"),
+		SkipUnchanged:           boolVal("skip_unchanged"),
 		AccessKeyID:             Secret(strings.TrimSpace(vals["access_key_id"])),
 		SecretAccessKey:         Secret(strings.TrimSpace(vals["secret_access_key"])),
 		SSHPort:                 intVal("ssh_port", 1, 65535),

@@ -80,6 +80,8 @@ func commonInputs() []Input {
 		{Name: "force_path_style", Default: "false", Bool: true, Description: "Use path-style S3 URLs (MinIO, versitygw, some gateways)."},
 		{Name: "access_key_id", Secret: true, Env: []string{"AWS_ACCESS_KEY_ID", "DO_SPACES_ACCESS_KEY_ID"}, Description: "S3 access key id."},
 		{Name: "secret_access_key", Secret: true, Env: []string{"AWS_SECRET_ACCESS_KEY", "DO_SPACES_SECRET_ACCESS_KEY"}, Description: "S3 secret access key."},
+		{Name: "skip_unchanged", Default: "true", Bool: true, Commands: []string{CommandBackup},
+			Description: "Copy a database's object server-side from the newest complete backup when its snapshot is byte-identical, instead of sending it again."},
 		{Name: "part_size", Default: DefaultPartSize, Description: "Multipart upload part size in MiB."},
 		{Name: "parallel", Default: DefaultParallel, Description: "Concurrent multipart part uploads per object."},
 	}

@@ -220,11 +220,16 @@ func (r *Remote) removeLeftovers(ctx context.Context) {
 
 // Snapshot runs the helper and calls emit for each finished snapshot
 // while the helper goes on with the next database.
-func (r *Remote) Snapshot(ctx context.Context, emit func(File) error) error {
+// previous maps database names to the SHA-256 of their last snapshot.
+func (r *Remote) Snapshot(ctx context.Context, previous map[string]string, emit func(File) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := remote.Command(r.helper, "helper", "snapshot", "--dir", r.dir, "--include", r.o.Include,
-		"--out", path.Join(r.tmp, "out"), "--compression", r.o.Compression)
+	words := []string{r.helper, "helper", "snapshot", "--dir", r.dir, "--include", r.o.Include,
+		"--out", path.Join(r.tmp, "out"), "--compression", r.o.Compression}
+	for name, sum := range previous {
+		words = append(words, "--previous", name+"="+sum)
+	}
+	cmd := remote.Command(words...)
 	pr, pw := io.Pipe()
 	p, err := r.o.Client.Start(ctx, cmd, pw)
 	if err != nil {
@@ -250,7 +255,7 @@ func (r *Remote) Snapshot(ctx context.Context, emit func(File) error) error {
 		case l.Error != "":
 			helperErr = l.Error
 		case l.File != nil:
-			if !strings.HasPrefix(l.File.Path, r.tmp+"/") || ValidateBaseName(l.File.Name) != nil {
+			if (!l.File.Unchanged && !strings.HasPrefix(l.File.Path, r.tmp+"/")) || ValidateBaseName(l.File.Name) != nil {
 				emitErr = fmt.Errorf("helper reported an unexpected path %q", l.File.Path)
 				break
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 )
 
 // HelperVersion is the version of the helper's command line and JSON lines;
@@ -84,6 +85,18 @@ func helperSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer
 	fl.StringVar(&req.Include, "include", "", "glob of database file names")
 	fl.StringVar(&req.OutDir, "out", "", "private directory for the snapshots")
 	fl.StringVar(&req.Compression, "compression", CompressionZstd, "zstd, gzip or none")
+	fl.Func("previous", "NAME=SHA256 of a database's snapshot in the newest backup (repeatable): unchanged ones are not sent",
+		func(v string) error {
+			i := strings.LastIndex(v, "=")
+			if i <= 0 || len(v)-i-1 != 64 {
+				return fmt.Errorf("want NAME=SHA256, got %q", v)
+			}
+			if req.Previous == nil {
+				req.Previous = map[string]string{}
+			}
+			req.Previous[v[:i]] = v[i+1:]
+			return nil
+		})
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK

@@ -32,9 +32,11 @@ func NewLocal(dir, include, compression, tempDir string) (*Local, error) {
 	return &Local{req: Request{Dir: abs, Include: include, OutDir: out, Compression: compression}}, nil
 }
 
-// Snapshot takes every snapshot in turn.
-func (l *Local) Snapshot(ctx context.Context, emit func(File) error) error {
-	return Run(ctx, l.req, emit)
+// Snapshot takes every snapshot in turn; previous as in Request.Previous.
+func (l *Local) Snapshot(ctx context.Context, previous map[string]string, emit func(File) error) error {
+	req := l.req
+	req.Previous = previous
+	return Run(ctx, req, emit)
 }
 
 // Open reads a finished snapshot.

@@ -30,6 +30,11 @@ type Request struct {
 	Include     string // glob of database file names, e.g. "*.sqlite3"; no slash
 	OutDir      string // private temp dir for the snapshots (absolute)
 	Compression string // zstd, gzip or none
+	// Previous maps a database name to the SHA-256 of its snapshot in the
+	// newest complete backup. A snapshot with the same hash is reported
+	// Unchanged and not compressed or sent: the runner copies the stored
+	// object server-side instead.
+	Previous map[string]string
 }
 
 // File is the helper's report for one database: one JSON line on stdout.
@@ -44,7 +49,8 @@ type File struct {
 	StoredSize    int64  `json:"stored_size"`    // bytes of the stored file
 	StoredSHA256  string `json:"stored_sha256"`  // hex SHA-256 of the stored file
 	Compression   string `json:"compression"`
-	SnapshotMS    int64  `json:"snapshot_ms"` // time spent in VACUUM INTO
+	Unchanged     bool   `json:"unchanged,omitempty"` // equals Request.Previous: nothing stored, Path empty
+	SnapshotMS    int64  `json:"snapshot_ms"`         // time spent in VACUUM INTO
 	CompressMS    int64  `json:"compress_ms"` // time spent compressing and hashing
 }
 

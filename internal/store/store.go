@@ -68,3 +68,24 @@ func (e *DeleteError) Error() string {
 	}
 	return "delete failed for " + strconv.Itoa(len(keys)) + " objects, first " + first
 }
+
+// Copier is a Backend that copies objects without downloading them
+// (S3 CopyObject). Copy replaces any object at dst; a missing src wraps
+// ErrNotFound.
+type Copier interface {
+	Copy(ctx context.Context, src, dst string) error
+}
+
+// Copy copies src to dst, server-side when b is a Copier, else by
+// streaming it through this process.
+func Copy(ctx context.Context, b Backend, src, dst string) error {
+	if c, ok := b.(Copier); ok {
+		return c.Copy(ctx, src, dst)
+	}
+	rc, err := b.Get(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return b.Put(ctx, dst, rc, -1)
+}

@@ -67,6 +67,7 @@ func RunWith(t *testing.T, opts Options, newBackend func(t *testing.T) store.Bac
 		{name: "FailedPutLeavesNothing", run: testFailedPut},
 		{name: "CanceledContext", run: testCanceled},
 		{name: "Check", run: testCheck},
+		{name: "Copy", run: testCopy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,6 +353,25 @@ func testCheck(t *testing.T, ctx context.Context, b store.Backend) {
 	}
 	if s := b.String(); s == "" {
 		t.Errorf("String() is empty")
+	}
+}
+
+// testCopy: store.Copy (server-side where the backend can) gives an
+// identical object, replaces dst, and a missing source wraps ErrNotFound.
+func testCopy(t *testing.T, ctx context.Context, b store.Backend) {
+	put(t, ctx, b, "g1/db.zst", "snapshot bytes")
+	put(t, ctx, b, "g2/db.zst", "to be replaced")
+	if err := store.Copy(ctx, b, "g1/db.zst", "g2/db.zst"); err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if got := string(get(t, ctx, b, "g2/db.zst")); got != "snapshot bytes" {
+		t.Errorf("copied object holds %q", got)
+	}
+	if got := string(get(t, ctx, b, "g1/db.zst")); got != "snapshot bytes" {
+		t.Errorf("source changed to %q", got)
+	}
+	if err := store.Copy(ctx, b, "g1/missing", "g3/x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("copy of a missing key: got %v, want ErrNotFound", err)
 	}
 }
 
