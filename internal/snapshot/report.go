@@ -51,7 +51,7 @@ type File struct {
 	Compression   string `json:"compression"`
 	Unchanged     bool   `json:"unchanged,omitempty"` // equals Request.Previous: nothing stored, Path empty
 	SnapshotMS    int64  `json:"snapshot_ms"`         // time spent in VACUUM INTO
-	CompressMS    int64  `json:"compress_ms"` // time spent compressing and hashing
+	CompressMS    int64  `json:"compress_ms"`         // time spent compressing and hashing
 }
 
 // Line is one line the helper prints: a finished file, or a fatal error
