@@ -51,7 +51,7 @@ func (e *env) connect(cfg *config.Config) func(ctx context.Context) (backup.Sour
 		}
 		r, err := snapshot.NewRemote(ctx, snapshot.RemoteOptions{
 			Client: c, Dir: cfg.RemotePath, Include: cfg.Include, Compression: cfg.Compression,
-			TempDir: cfg.RemoteTempDir, HelperDirs: e.helperDirs(), Log: e.log,
+			TempDir: cfg.RemoteTempDir, HelperDirs: e.helperDirs(), HelperCache: cfg.HelperCache, Log: e.log,
 		})
 		if err != nil {
 			_ = c.Close()

@@ -236,7 +236,7 @@ func TestBackupHostLimits(t *testing.T) {
 		options string
 		want    []string
 	}{
-		{"no room for the helper", "size=1m", []string{"not enough space in remote_temp_dir", "the helper needs"}},
+		{"no room for the helper", "size=1m", []string{"not enough space in", "the helper needs"}},
 		{"no room for a snapshot", "size=14m", []string{"not enough space", "remote_temp_dir"}},
 		{"noexec", "noexec,size=64m", []string{"cannot run the snapshot helper", "noexec"}},
 	}
@@ -244,7 +244,8 @@ func TestBackupHostLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := testutil.MountTmpfs(t, tc.options, r.sshd.UID, r.sshd.GID)
 			before := dirDigest(t, r.storage)
-			code, stdout, stderr := runMain(t, append([]string{"backup"}, append(r.flags(), "--remote-temp-dir", tmp)...), r.env)
+			// Without the helper cache in the home dir, the helper goes to remote_temp_dir too.
+			code, stdout, stderr := runMain(t, append([]string{"backup", "--helper-cache=false"}, append(r.flags(), "--remote-temp-dir", tmp)...), r.env)
 			if code != app.ExitFailed {
 				t.Fatalf("exit %d, want %d\n%s\n%s", code, app.ExitFailed, stdout, stderr)
 			}
@@ -380,7 +381,27 @@ func TestBackupSkipsUnchanged(t *testing.T) {
 	if n := strings.Count(stderr, "unchanged since the previous backup"); n != 3 {
 		t.Errorf("%d files reported unchanged, want 3:\n%s", n, stderr)
 	}
+	if !strings.Contains(stderr, "helper already on the host") {
+		t.Errorf("the helper was sent again although it is cached:\n%s", stderr)
+	}
 	assertNoTempLeft(t, r.tmp)
+
+	// A cached helper that changed on the host is never run: it is replaced.
+	cached, err := filepath.Glob(filepath.Join(r.sshd.Home, ".cache", "sqlite-backup-action", "helper-*"))
+	if err != nil || len(cached) != 1 {
+		t.Fatalf("cached helpers %v (%v), want one", cached, err)
+	}
+	if err := os.WriteFile(cached[0], []byte("#!/bin/sh\ntouch tampered\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	waitNextSecond()
+	code, stdout, stderr = runMain(t, append([]string{"backup"}, r.flags()...), r.env)
+	if code != app.ExitOK || strings.Contains(stderr, "helper already on the host") {
+		t.Fatalf("exit %d; a tampered cached helper must be re-sent\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(r.sshd.Home, "tampered")); err == nil {
+		t.Fatal("the tampered helper ran")
+	}
 
 	// With skip_unchanged off, everything is sent again.
 	waitNextSecond()

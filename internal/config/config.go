@@ -45,6 +45,7 @@ type Config struct {
 	PartSizeMiB     int
 	Parallel        int
 	SkipUnchanged   bool
+	HelperCache     bool
 
 	Prune   PruneConfig   // prune, list, and backup with prune: true
 	Restore RestoreConfig // restore and verify
@@ -125,6 +126,7 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 		Region:                  strings.TrimSpace(vals["region"]),
 		ForcePathStyle:          boolVal("force_path_style"),
 		SkipUnchanged:           boolVal("skip_unchanged"),
+		HelperCache:             boolVal("helper_cache"),
 		AccessKeyID:             Secret(strings.TrimSpace(vals["access_key_id"])),
 		SecretAccessKey:         Secret(strings.TrimSpace(vals["secret_access_key"])),
 		SSHPort:                 intVal("ssh_port", 1, 65535),

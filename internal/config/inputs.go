@@ -82,6 +82,8 @@ func commonInputs() []Input {
 		{Name: "secret_access_key", Secret: true, Env: []string{"AWS_SECRET_ACCESS_KEY", "DO_SPACES_SECRET_ACCESS_KEY"}, Description: "S3 secret access key."},
 		{Name: "skip_unchanged", Default: "true", Bool: true, Commands: []string{CommandBackup},
 			Description: "Copy a database's object server-side from the newest complete backup when its snapshot is byte-identical, instead of sending it again."},
+		{Name: "helper_cache", Default: "true", Bool: true, Commands: []string{CommandBackup},
+			Description: "Keep the snapshot helper in ~/.cache/sqlite-backup-action on the host (checked by SHA-256 before every run) instead of sending it every run."},
 		{Name: "part_size", Default: DefaultPartSize, Description: "Multipart upload part size in MiB."},
 		{Name: "parallel", Default: DefaultParallel, Description: "Concurrent multipart part uploads per object."},
 	}

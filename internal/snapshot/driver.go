@@ -59,6 +59,10 @@ type RemoteOptions struct {
 	Compression string
 	TempDir     string   // remote_temp_dir, absolute
 	HelperDirs  []string // where to look for standalone helpers
+	// HelperCache keeps the helper in ~/.cache/sqlite-backup-action on the
+	// host, named by its SHA-256 and checked before every run, so it is
+	// sent once per version instead of every run.
+	HelperCache bool
 	Log         *slog.Logger
 }
 
@@ -119,8 +123,7 @@ func NewRemote(ctx context.Context, o RemoteOptions) (_ *Remote, err error) {
 			err = errors.Join(err, r.Close())
 		}
 	}()
-	r.helper = path.Join(r.tmp, "helper")
-	if err := r.ship(ctx, local); err != nil {
+	if err := r.installHelper(ctx, local); err != nil {
 		return nil, err
 	}
 	if err := c.SFTP().Mkdir(path.Join(r.tmp, "out")); err != nil {
@@ -143,9 +146,65 @@ func hostArch(uname string) (string, error) {
 	return "", fmt.Errorf("host architecture %s is not supported by the snapshot helper (linux/amd64, linux/arm64)", f[1])
 }
 
-// ship uploads the helper under a temp name, checks size, renames it into
-// place and checks its SHA-256 on the host.
-func (r *Remote) ship(ctx context.Context, local string) error {
+// helperCacheDir is where the helper is kept between runs, under the
+// SSH user's home directory.
+const helperCacheDir = ".cache/sqlite-backup-action"
+
+// installHelper sets r.helper: the cached helper when its SHA-256 on the
+// host is right, else a fresh upload (into the cache, or the temp dir).
+func (r *Remote) installHelper(ctx context.Context, local string) error {
+	sum, err := fileSHA256(local)
+	if err != nil {
+		return fmt.Errorf("hash helper %s: %w", local, err)
+	}
+	if !r.o.HelperCache {
+		r.helper = path.Join(r.tmp, "helper")
+		return r.ship(ctx, local, sum)
+	}
+	home, err := r.o.Client.SFTP().Getwd()
+	if err != nil {
+		return fmt.Errorf("helper cache: login directory: %w", err)
+	}
+	dir := path.Join(home, helperCacheDir)
+	r.helper = path.Join(dir, "helper-"+sum[:16])
+	if got, err := r.remoteSHA256(ctx, r.helper); err == nil && got == sum {
+		r.o.Log.Info("helper already on the host", "path", r.helper)
+		return nil
+	}
+	if _, err := r.o.Client.Run(ctx, "umask 077 && mkdir -p -- "+remote.Quote(dir)+" && find "+remote.Quote(dir)+
+		" -maxdepth 1 -name 'helper-*' -type f -delete"); err != nil {
+		r.o.Log.Warn("cannot use the helper cache; sending the helper to the temp dir", "dir", dir, "error", err)
+		r.helper = path.Join(r.tmp, "helper")
+	}
+	return r.ship(ctx, local, sum)
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// remoteSHA256 hashes a file on the host.
+func (r *Remote) remoteSHA256(ctx context.Context, p string) (string, error) {
+	out, err := r.o.Client.Run(ctx, "sha256sum -- "+remote.Quote(p))
+	if err != nil {
+		return "", err
+	}
+	got, _, _ := strings.Cut(string(out), " ")
+	return got, nil
+}
+
+// ship uploads the helper to r.helper under a temp name, checks size,
+// renames it into place and checks its SHA-256 (want) on the host.
+func (r *Remote) ship(ctx context.Context, local, want string) error {
 	f, err := os.Open(local)
 	if err != nil {
 		return fmt.Errorf("open helper %s: %w", local, err)
@@ -160,7 +219,7 @@ func (r *Remote) ship(ctx context.Context, local string) error {
 	}
 	h := sha256.New()
 	sf := r.o.Client.SFTP()
-	partial := r.helper + ".partial"
+	partial := fmt.Sprintf("%s.partial-%d", r.helper, time.Now().UnixNano()) // runs may race on a shared cache
 	dst, err := sf.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return fmt.Errorf("upload helper to %s: %w", partial, err)
@@ -182,12 +241,14 @@ func (r *Remote) ship(ctx context.Context, local string) error {
 	if err := sf.PosixRename(partial, r.helper); err != nil {
 		return fmt.Errorf("rename helper into place: %w", err)
 	}
-	want := hex.EncodeToString(h.Sum(nil))
-	out, err := r.o.Client.Run(ctx, "sha256sum -- "+remote.Quote(r.helper))
+	if sent := hex.EncodeToString(h.Sum(nil)); sent != want {
+		return fmt.Errorf("helper %s changed while it was sent", local)
+	}
+	got, err := r.remoteSHA256(ctx, r.helper)
 	if err != nil {
 		return fmt.Errorf("check helper SHA-256 on host (sha256sum): %w", err)
 	}
-	if got, _, _ := strings.Cut(string(out), " "); got != want {
+	if got != want {
 		return fmt.Errorf("helper on host has SHA-256 %s, want %s: refusing to run it", got, want)
 	}
 	return nil
@@ -196,14 +257,15 @@ func (r *Remote) ship(ctx context.Context, local string) error {
 // checkSpace fails clearly when remote_temp_dir has less than need bytes
 // (plus a margin) free. Hosts without the statvfs SFTP extension pass.
 func (r *Remote) checkSpace(need int64) error {
-	vfs, err := r.o.Client.SFTP().StatVFS(r.tmp)
+	dir := path.Dir(r.helper)
+	vfs, err := r.o.Client.SFTP().StatVFS(dir)
 	if err != nil {
 		return nil
 	}
 	free := int64(vfs.FreeSpace())
 	if want := need + 1<<20; free < want {
-		return fmt.Errorf("not enough space in remote_temp_dir %s on %s: %.1f MiB free, the helper needs %.1f MiB (disk full? set remote_temp_dir to a larger disk)",
-			r.o.TempDir, r.o.Client.Addr(), float64(free)/(1<<20), float64(want)/(1<<20))
+		return fmt.Errorf("not enough space in %s on %s: %.1f MiB free, the helper needs %.1f MiB (disk full? free some space, or set remote_temp_dir to a larger disk with helper_cache: false)",
+			dir, r.o.Client.Addr(), float64(free)/(1<<20), float64(want)/(1<<20))
 	}
 	return nil
 }
