@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # Build stage: the action for the runner's architecture, and the small
 # snapshot helper for both host architectures (built once here, not at run time).
-FROM golang:1.26-bookworm AS build
+# Cross-compiles on the build machine: no QEMU for the arm64 image.
+FROM --platform=$BUILDPLATFORM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

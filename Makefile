@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make demo` and `make test`.
-.PHONY: demo test deps build helpers vet fuzz bench
+.PHONY: demo test deps build helpers vet lint fuzz bench
 
 demo:
 	go run . demo
@@ -36,3 +36,8 @@ BENCH_MIB ?= 1024
 bench:
 	bash bench/deps.sh
 	SBA_BENCH_MIB=$(BENCH_MIB) go test ./internal/app -run '^$$' -bench 'Pipelines' -benchtime 1x -timeout 20m -v
+
+# actionlint (pinned, installed into .ci/bin) over the workflows, the
+# examples and a workflow giving the local action every input.
+lint:
+	bash .ci/actionlint.sh

@@ -8,14 +8,23 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sethvargo/go-githubactions"
 )
+
+// MaxSummaryBytes bounds what one run appends to the job summary. The
+// runner refuses a step summary over 1 MiB and then shows none of it, so
+// the guard keeps well clear of that.
+const MaxSummaryBytes = 900 << 10
 
 // Action talks to the GitHub Actions runner.
 type Action struct {
 	gha    *githubactions.Action
 	getenv func(string) string
+
+	summaryBytes     int  // appended to GITHUB_STEP_SUMMARY so far
+	summaryTruncated bool // the budget ran out: later summaries are dropped
 }
 
 // New builds an Action on an injected environment and stdout.
@@ -74,13 +83,40 @@ func (a *Action) SetOutputs(kv [][2]string) (err error) {
 }
 
 // Summary appends markdown to the job summary (GITHUB_STEP_SUMMARY).
+// Past MaxSummaryBytes in all, the markdown is cut at a line boundary and
+// ends with a note saying so; after that, summaries are dropped.
 func (a *Action) Summary(markdown string) (err error) {
-	if a.getenv("GITHUB_STEP_SUMMARY") == "" {
+	if a.getenv("GITHUB_STEP_SUMMARY") == "" || a.summaryTruncated {
 		return nil
 	}
+	markdown = a.fitSummary(markdown)
 	defer recoverInto(&err, "write job summary")
 	a.gha.AddStepSummary(markdown)
+	a.summaryBytes += len(markdown) + 1 // the library ends each with a newline
 	return nil
+}
+
+// fitSummary returns markdown, or as much of it as the budget allows (cut
+// at a line boundary, or at least a character boundary) and a note.
+func (a *Action) fitSummary(markdown string) string {
+	left := MaxSummaryBytes - a.summaryBytes
+	if len(markdown)+1 <= left {
+		return markdown
+	}
+	a.summaryTruncated = true
+	keep := max(left-len(truncatedNote(len(markdown)))-1, 0)
+	for keep > 0 && !utf8.RuneStart(markdown[keep]) {
+		keep--
+	}
+	cut := markdown[:keep]
+	if i := strings.LastIndexByte(cut, '\n'); i >= 0 {
+		cut = cut[:i]
+	}
+	return cut + truncatedNote(len(markdown)-len(cut))
+}
+
+func truncatedNote(dropped int) string {
+	return fmt.Sprintf("\n\n> **Summary truncated**: %d more bytes would pass GitHub's 1 MiB step summary limit. The job log has everything.", dropped)
 }
 
 // go-githubactions panics when a file command cannot be written.

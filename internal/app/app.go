@@ -54,6 +54,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 
 func (e *env) runAction(ctx context.Context) int {
 	vals := config.Resolve(e.gha.Input, e.getenv, e.gha.Mask)
+	given := func(name string) bool { _, ok := e.gha.Input(name); return ok }
+	if err := config.ApplyKamal(vals, given, config.ReadFile, e.getenv); err != nil {
+		return e.fail(ExitUsage, "invalid inputs", err)
+	}
 	cfg, err := config.FromValues(vals, config.ReadFile)
 	if err != nil {
 		return e.fail(ExitUsage, "invalid inputs", err)

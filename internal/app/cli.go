@@ -59,6 +59,10 @@ func (e *env) runCLI(ctx context.Context, args []string) int {
 	}
 	vals := config.Resolve(lookup, e.getenv, nil)
 	vals["command"] = cmd
+	given := func(name string) bool { _, ok := lookup(name); return ok }
+	if err := config.ApplyKamal(vals, given, config.ReadFile, e.getenv); err != nil {
+		return e.fail(ExitUsage, "invalid flags", err)
+	}
 	cfg, err := config.FromValues(vals, config.ReadFile)
 	if err != nil {
 		return e.fail(ExitUsage, "invalid flags", err)

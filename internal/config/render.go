@@ -21,17 +21,38 @@ branding:
 inputs:
 `)
 	for _, in := range Inputs() {
-		fmt.Fprintf(&b, "  %s:\n    description: %s\n    required: false\n", in.Name, yamlString(in.Description+envNote(in)))
-		if in.Default != "" {
-			fmt.Fprintf(&b, "    default: %s\n", yamlString(in.Default))
+		desc := in.Description + envNote(in)
+		def := ActionDefault(in)
+		if def == "" && in.Default != "" {
+			desc += " Default: " + in.Default + "."
+		}
+		fmt.Fprintf(&b, "  %s:\n    description: %s\n    required: false\n", in.Name, yamlString(desc))
+		if def != "" {
+			fmt.Fprintf(&b, "    default: %s\n", yamlString(def))
 		}
 	}
 	b.WriteString("outputs:\n")
-	for _, out := range Outputs() {
+	for _, out := range ActionOutputs() {
 		fmt.Fprintf(&b, "  %s:\n    description: %s\n", out.Name, yamlString(out.Description))
 	}
 	b.WriteString("runs:\n  using: docker\n  image: Dockerfile\n")
 	return b.String()
+}
+
+// ActionDefault is the default action.yml declares for an input. The
+// runner passes a declared default as INPUT_<NAME> exactly as if the user
+// had given it, so an input that an environment variable or the Kamal
+// config can fill declares none: the code applies its default after them.
+func ActionDefault(in Input) string {
+	if len(in.Env) > 0 || KamalFilled(in.Name) {
+		return ""
+	}
+	return in.Default
+}
+
+// ActionOutputs are every output the action sets, as action.yml declares them.
+func ActionOutputs() []Input {
+	return append(Outputs(), RestoreOutputs()...)
 }
 
 func envNote(in Input) string {
@@ -67,7 +88,7 @@ func MarkdownInputs() string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", in.Name, def, env, desc)
 	}
 	b.WriteString("\n| Output | Description |\n|---|---|\n")
-	for _, out := range Outputs() {
+	for _, out := range ActionOutputs() {
 		fmt.Fprintf(&b, "| `%s` | %s |\n", out.Name, out.Description)
 	}
 	return b.String()
