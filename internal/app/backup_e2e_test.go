@@ -11,6 +11,7 @@ import (
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/app"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/testutil"
 )
 
@@ -387,11 +388,12 @@ func TestBackupSkipsUnchanged(t *testing.T) {
 	assertNoTempLeft(t, r.tmp)
 
 	// A cached helper that changed on the host is never run: it is replaced.
-	cached, err := filepath.Glob(filepath.Join(r.sshd.Home, ".cache", "sqlite-backup-action", "helper-*"))
-	if err != nil || len(cached) != 1 {
-		t.Fatalf("cached helpers %v (%v), want one", cached, err)
+	helperBin, err := os.ReadFile(filepath.Join(r.env["SBA_HELPER_DIR"], snapshot.HelperName("amd64")))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := os.WriteFile(cached[0], []byte("#!/bin/sh\ntouch tampered\n"), 0o700); err != nil {
+	cached := filepath.Join(r.sshd.Home, ".cache", "sqlite-backup-action", "helper-"+sha256hex(helperBin)[:16])
+	if err := os.WriteFile(cached, []byte("#!/bin/sh\ntouch tampered\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	waitNextSecond()

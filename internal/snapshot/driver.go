@@ -171,8 +171,10 @@ func (r *Remote) installHelper(ctx context.Context, local string) error {
 		r.o.Log.Info("helper already on the host", "path", r.helper)
 		return nil
 	}
+	// Other runs may share the cache (several apps on one host): only
+	// uploads abandoned for an hour and versions unused for 30 days go.
 	if _, err := r.o.Client.Run(ctx, "umask 077 && mkdir -p -- "+remote.Quote(dir)+" && find "+remote.Quote(dir)+
-		" -maxdepth 1 -name 'helper-*' -type f -delete"); err != nil {
+		" -maxdepth 1 -type f -name 'helper-*' \\( -name '*.partial-*' -mmin +60 -o ! -name '*.partial-*' -mtime +30 \\) -delete"); err != nil {
 		r.o.Log.Warn("cannot use the helper cache; sending the helper to the temp dir", "dir", dir, "error", err)
 		r.helper = path.Join(r.tmp, "helper")
 	}
