@@ -36,6 +36,8 @@ type env struct {
 	stderr io.Writer
 	log    *slog.Logger
 	gha    *action.Action // nil in CLI mode
+	// leftovers are host temp dirs of failed attempts still to remove.
+	leftovers []string
 }
 
 // Main runs the program and returns its exit code.

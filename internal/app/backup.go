@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ func (e *env) openStore(ctx context.Context, cfg *config.Config) (store.Backend,
 	return s3store.New(ctx, s3store.Options{
 		Bucket: cfg.Bucket, Endpoint: cfg.Endpoint, Region: cfg.Region, ForcePathStyle: cfg.ForcePathStyle,
 		AccessKeyID: cfg.AccessKeyID.Reveal(), SecretAccessKey: cfg.SecretAccessKey.Reveal(),
-		PartSize: int64(cfg.PartSizeMiB) << 20, Concurrency: cfg.Parallel,
+		PartSize: int64(cfg.PartSizeMiB) << 20, Concurrency: cfg.Parallel, Retries: cfg.Retries,
 		ProbePrefix: catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment}.Root(),
 	})
 }
@@ -49,9 +50,11 @@ func (e *env) connect(cfg *config.Config) func(ctx context.Context) (backup.Sour
 		if err != nil {
 			return nil, err
 		}
+		e.removeLeftovers(ctx, c)
 		r, err := snapshot.NewRemote(ctx, snapshot.RemoteOptions{
 			Client: c, Dir: cfg.RemotePath, Include: cfg.Include, Compression: cfg.Compression,
 			TempDir: cfg.RemoteTempDir, HelperDirs: e.helperDirs(), HelperCache: cfg.HelperCache, Log: e.log,
+			OnLeftover: func(dir string) { e.leftovers = append(e.leftovers, dir) },
 		})
 		if err != nil {
 			_ = c.Close()
@@ -88,6 +91,23 @@ func (e *env) dial(ctx context.Context, cfg *config.Config) (*remote.Client, err
 	return remote.Dial(ctx, o)
 }
 
+// removeLeftovers removes the temp dirs of this process's earlier attempts
+// that could not be removed when their connection dropped (their helper
+// died with the connection). Best effort.
+func (e *env) removeLeftovers(ctx context.Context, c *remote.Client) {
+	var keep []string
+	for _, dir := range e.leftovers {
+		if !strings.HasPrefix(path.Base(dir), snapshot.TempPrefix) {
+			continue
+		}
+		if _, err := c.Run(ctx, "rm -rf -- "+remote.Quote(dir)); err != nil {
+			e.log.Warn("could not remove the temp dir of a failed attempt", "dir", dir, "error", err)
+			keep = append(keep, dir)
+		}
+	}
+	e.leftovers = keep
+}
+
 // remoteSource closes the SSH connection after the temp dir is removed.
 type remoteSource struct {
 	*snapshot.Remote
@@ -115,16 +135,18 @@ func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
 	}
 	var res *backup.Result
 	err = e.group("Backup to "+st.String(), func() error {
-		res, err = backup.Run(ctx, backup.Options{
-			Store:         st,
-			Connect:       e.connect(cfg),
-			Layout:        catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment},
-			Compression:   cfg.Compression,
-			Log:           e.log,
-			ToolVersion:   Version,
-			SkipUnchanged: cfg.SkipUnchanged,
+		return retry(ctx, e.log, cfg.Retries, func() error {
+			res, err = backup.Run(ctx, backup.Options{
+				Store:         st,
+				Connect:       e.connect(cfg),
+				Layout:        catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment},
+				Compression:   cfg.Compression,
+				Log:           e.log,
+				ToolVersion:   Version,
+				SkipUnchanged: cfg.SkipUnchanged,
+			})
+			return err
 		})
-		return err
 	})
 	if err != nil {
 		return err

@@ -106,7 +106,14 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer func() {
-		if cerr := src.Close(); cerr != nil {
+		cerr := src.Close()
+		switch {
+		case cerr == nil:
+		case err == nil:
+			// The group is complete; the host's temp dir is removed by the
+			// next run's helper (its lock is gone with this run's helper).
+			o.Log.Warn("backup complete, but its temp dir on the host could not be removed now; the next run removes it", "error", cerr)
+		default:
 			err = errors.Join(err, fmt.Errorf("clean up on host: %w", cerr))
 		}
 	}()

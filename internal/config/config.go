@@ -45,6 +45,7 @@ type Config struct {
 	PartSizeMiB     int
 	Parallel        int
 	SkipUnchanged   bool
+	Retries         int
 	HelperCache     bool
 
 	Prune   PruneConfig   // prune, list, and backup with prune: true
@@ -132,6 +133,7 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 		SSHPort:                 intVal("ssh_port", 1, 65535),
 		PartSizeMiB:             intVal("part_size", 5, 5120),
 		Parallel:                intVal("parallel", 1, 64),
+		Retries:                 intVal("retries", 0, 10),
 	}
 	c.SSHHostFingerprints = parseFingerprints(vals["ssh_host_fingerprint"], "ssh_host_fingerprint", bad)
 	c.Jump = parseJump(vals, bad)

@@ -37,6 +37,7 @@ const (
 	DefaultConnectTimeout = "30s"
 	DefaultPartSize       = "5"
 	DefaultParallel       = "4"
+	DefaultRetries        = "3"
 )
 
 // Inputs returns every input the tool reads, in documentation order.
@@ -84,6 +85,7 @@ func commonInputs() []Input {
 			Description: "Copy a database's object server-side from the newest complete backup when its snapshot is byte-identical, instead of sending it again."},
 		{Name: "helper_cache", Default: "true", Bool: true, Commands: []string{CommandBackup},
 			Description: "Keep the snapshot helper in ~/.cache/sqlite-backup-action on the host (checked by SHA-256 before every run) instead of sending it every run."},
+		{Name: "retries", Default: DefaultRetries, Description: "How often a failed step is retried when the failure is transient (S3 5xx/SlowDown/reset, a dropped SSH connection), with exponential backoff; wrong credentials, a missing bucket or a bad host key fail at once."},
 		{Name: "part_size", Default: DefaultPartSize, Description: "Multipart upload part size in MiB."},
 		{Name: "parallel", Default: DefaultParallel, Description: "Concurrent multipart part uploads per object."},
 	}

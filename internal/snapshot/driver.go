@@ -63,7 +63,10 @@ type RemoteOptions struct {
 	// host, named by its SHA-256 and checked before every run, so it is
 	// sent once per version instead of every run.
 	HelperCache bool
-	Log         *slog.Logger
+	// OnLeftover is told the temp dir when Close cannot remove it (the
+	// connection dropped), so a later attempt can.
+	OnLeftover func(dir string)
+	Log        *slog.Logger
 }
 
 // Remote takes snapshots on an SSH host with a helper it ships there.
@@ -289,7 +292,7 @@ func (r *Remote) Snapshot(ctx context.Context, previous map[string]string, emit 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	words := []string{r.helper, "helper", "snapshot", "--dir", r.dir, "--include", r.o.Include,
-		"--out", path.Join(r.tmp, "out"), "--compression", r.o.Compression}
+		"--out", path.Join(r.tmp, "out"), "--compression", r.o.Compression, "--clean-stale", r.o.TempDir}
 	for name, sum := range previous {
 		words = append(words, "--previous", name+"="+sum)
 	}
@@ -375,6 +378,9 @@ func (r *Remote) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := r.o.Client.Run(ctx, "rm -rf -- "+remote.Quote(r.tmp)); err != nil {
+		if r.o.OnLeftover != nil {
+			r.o.OnLeftover(r.tmp)
+		}
 		return fmt.Errorf("remove temp dir %s on %s: %w", r.tmp, r.o.Client.Addr(), err)
 	}
 	r.tmp = ""

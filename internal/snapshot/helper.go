@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"strings"
 )
@@ -85,6 +86,8 @@ func helperSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer
 	fl.StringVar(&req.Include, "include", "", "glob of database file names")
 	fl.StringVar(&req.OutDir, "out", "", "private directory for the snapshots")
 	fl.StringVar(&req.Compression, "compression", CompressionZstd, "zstd, gzip or none")
+	var cleanDir string
+	fl.StringVar(&cleanDir, "clean-stale", "", "remote_temp_dir: remove temp dirs of dead earlier runs found there")
 	fl.Func("previous", "NAME=SHA256 of a database's snapshot in the newest backup (repeatable): unchanged ones are not sent",
 		func(v string) error {
 			i := strings.LastIndex(v, "=")
@@ -113,8 +116,19 @@ func helperSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "helper snapshot: unexpected arguments %q\n", fl.Args())
 		return ExitUsage
 	}
+	lock, err := holdLock(req.OutDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "helper snapshot: %v\n", err)
+		return ExitFailure
+	}
+	defer lock.Close()
+	if cleanDir != "" {
+		if n := cleanStale(cleanDir, filepath.Dir(req.OutDir), stderr); n > 0 {
+			fmt.Fprintf(stderr, "helper: removed %d temp dirs left by earlier runs that died\n", n)
+		}
+	}
 	enc := json.NewEncoder(stdout)
-	err := Run(ctx, req, func(f File) error {
+	err = Run(ctx, req, func(f File) error {
 		if err := enc.Encode(Line{File: &f}); err != nil {
 			return fmt.Errorf("write report line: %w", err)
 		}

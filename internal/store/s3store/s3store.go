@@ -67,6 +67,9 @@ type Options struct {
 	PartSize        int64        // default DefaultPartSize, at least 5 MiB
 	Concurrency     int          // parts in flight per Put; default DefaultConcurrency
 	HTTPClient      *http.Client // optional, used as is (AWS_CA_BUNDLE is not applied to it)
+	// Retries is how often a request that failed transiently is retried
+	// (0: the SDK default of 3 attempts in all).
+	Retries int
 	// ProbePrefix is put before the probe key Check writes, e.g.
 	// "db_backups/production/", so prefix-scoped credentials pass Check.
 	ProbePrefix string
@@ -139,6 +142,11 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 	}
 	b.client = s3.NewFromConfig(cfg, func(so *s3.Options) {
 		so.UsePathStyle = o.ForcePathStyle
+		if o.Retries > 0 {
+			// The SDK retries 5xx, SlowDown, throttling and resets with
+			// exponential backoff and jitter; 4xx fail at once.
+			so.RetryMaxAttempts = o.Retries + 1
+		}
 		if o.HTTPClient != nil {
 			// Set here, not in LoadDefaultConfig, which refuses a plain
 			// *http.Client when AWS_CA_BUNDLE is set.

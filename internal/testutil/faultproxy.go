@@ -1,0 +1,126 @@
+package testutil
+
+import (
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// FaultProxy forwards TCP connections on loopback to a target and cuts
+// chosen ones after a number of bytes (in either direction, counted
+// together), the way a dropped link or a restarted NAT would.
+type FaultProxy struct {
+	Host string
+	Port int
+	ln   net.Listener
+	// conns counts accepted connections.
+	conns atomic.Int64
+	cuts  atomic.Int64
+	bytes atomic.Int64
+}
+
+// maxProxyConns bounds how many connections a proxy serves.
+const maxProxyConns = 1000
+
+// StartFaultProxy listens on 127.0.0.1 and forwards to target. cutAfter[i]
+// is the byte count after which connection i (0-based) is cut; 0 or past
+// the end of the slice means it is never cut.
+func StartFaultProxy(t testing.TB, target string, cutAfter ...int64) *FaultProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("fault proxy: %v", err)
+	}
+	p := &FaultProxy{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < maxProxyConns; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := p.conns.Add(1) - 1
+			var limit int64
+			if int(n) < len(cutAfter) {
+				limit = cutAfter[n]
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.serve(c, target, limit)
+			}()
+		}
+	}()
+	return p
+}
+
+// Addr is host:port of the proxy.
+func (p *FaultProxy) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// Conns is how many connections the proxy accepted; Cuts how many it cut.
+func (p *FaultProxy) Conns() int64 { return p.conns.Load() }
+
+// Bytes is how many bytes went through the proxy, both ways.
+func (p *FaultProxy) Bytes() int64 { return p.bytes.Load() }
+
+// Cuts is how many connections the proxy cut.
+func (p *FaultProxy) Cuts() int64 { return p.cuts.Load() }
+
+func (p *FaultProxy) serve(c net.Conn, target string, limit int64) {
+	defer c.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	var moved atomic.Int64
+	var once sync.Once
+	cut := func() {
+		once.Do(func() {
+			p.cuts.Add(1)
+			// RST rather than FIN: a cut link, not a polite close.
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			c.Close()
+			up.Close()
+		})
+	}
+	copyDir := func(dst, src net.Conn, done chan<- struct{}) {
+		defer close(done)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				p.bytes.Add(int64(n))
+				if limit > 0 && moved.Add(int64(n)) > limit {
+					cut()
+					return
+				}
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				if err != io.EOF {
+					return
+				}
+				if tc, ok := dst.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				return
+			}
+		}
+	}
+	a, b := make(chan struct{}), make(chan struct{})
+	go copyDir(up, c, a)
+	go copyDir(c, up, b)
+	<-a
+	<-b
+}
