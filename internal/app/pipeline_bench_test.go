@@ -18,6 +18,7 @@ import (
 // there, and an S3 CLI upload (s5cmd).
 type handPipeline struct {
 	r       *rig
+	port    int // SSH port: the server's, or a link proxy's
 	s5cmd   string
 	work    string
 	sshArgs []string
@@ -27,14 +28,14 @@ type handPipeline struct {
 	peakKiB float64
 }
 
-func newHandPipeline(tb testing.TB, r *rig) *handPipeline {
+func newHandPipeline(tb testing.TB, r *rig, port int, knownHosts string) *handPipeline {
 	tb.Helper()
 	s5 := filepath.Join(testutil.RepoRoot(tb), ".ci", "bin", "s5cmd")
 	if _, err := os.Stat(s5); err != nil {
 		testutil.RequireOrSkip(tb, "s5cmd (bash bench/deps.sh)", err)
 	}
-	return &handPipeline{r: r, s5cmd: s5, work: tb.TempDir(), stages: map[string]time.Duration{},
-		sshArgs: []string{"-i", r.sshd.ClientKeyPath, "-o", "UserKnownHostsFile=" + r.sshd.KnownHostsPath,
+	return &handPipeline{r: r, port: port, s5cmd: s5, work: tb.TempDir(), stages: map[string]time.Duration{},
+		sshArgs: []string{"-i", r.sshd.ClientKeyPath, "-o", "UserKnownHostsFile=" + knownHosts,
 			"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"}}
 }
 
@@ -65,9 +66,9 @@ func (h *handPipeline) run(tb testing.TB, id string) time.Duration {
 		// .backup steps 100 pages at a time and restarts whenever the writer
 		// commits: under a live writer it does not finish. VACUUM INTO does.
 		sql := fmt.Sprintf(`VACUUM INTO '%s'`, remoteSnap)
-		h.timed(tb, "snapshot", env, "ssh", append(h.sshArgs, "-p", strconv.Itoa(r.sshd.Port), host,
+		h.timed(tb, "snapshot", env, "ssh", append(h.sshArgs, "-p", strconv.Itoa(h.port), host,
 			fmt.Sprintf("sqlite3 'file:%s?mode=ro' %q", filepath.Join(r.storage, name), sql))...)
-		h.timed(tb, "scp", env, "scp", append(h.sshArgs, "-q", "-P", strconv.Itoa(r.sshd.Port), host+":"+remoteSnap, local)...)
+		h.timed(tb, "scp", env, "scp", append(h.sshArgs, "-q", "-P", strconv.Itoa(h.port), host+":"+remoteSnap, local)...)
 		st, err := os.Stat(local)
 		if err != nil {
 			tb.Fatal(err)
@@ -89,7 +90,9 @@ func (h *handPipeline) run(tb testing.TB, id string) time.Duration {
 
 // BenchmarkPipelines runs, in one process and on the same databases with
 // the same live writer, the hand-written pipeline and this tool's backup,
-// and prints both wall times, their ratio, peak RSS and bytes moved.
+// and prints both wall times, their ratio, peak RSS and bytes moved: once
+// on loopback and once with the SSH host behind an emulated 200 Mbit/s,
+// 20 ms RTT link (where a VPS reached from a GitHub runner is).
 // SBA_BENCH_MIB sets the total size of the four databases (default 256).
 //
 //	make bench   # 1024 MiB
@@ -107,27 +110,57 @@ func BenchmarkPipelines(b *testing.B) {
 	r.s3.CreateBucket(b, bucket)
 	r.storage, r.tmp = r.sshd.UserDir(b), r.sshd.UserDir(b)
 	testutil.MakeRailsStorageText(b, r.storage, mib<<20/4/(pad+80), pad)
-	hand := newHandPipeline(b, r)
-	w := testutil.StartWriter(b, testutil.WriterOptions{Dir: r.storage, Rate: 300, UID: r.sshd.UID, GID: r.sshd.GID})
+	w := testutil.StartWriter(b, testutil.WriterOptions{Dir: r.storage, Rate: 300, UID: r.sshd.UID, GID: r.sshd.GID, MaxDuration: 30 * time.Minute})
+	wan := testutil.StartLinkProxy(b, r.sshd.Addr(), 200_000_000, 10*time.Millisecond)
+	wanKnownHosts := filepath.Join(b.TempDir(), "known_hosts")
+	line := strings.Replace(r.sshd.KnownHostsLine, "]:"+strconv.Itoa(r.sshd.Port)+" ", "]:"+strconv.Itoa(wan.Port)+" ", 1)
+	if err := os.WriteFile(wanKnownHosts, []byte(line+"\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, link := range []struct {
+		name       string
+		port       int
+		knownHosts string
+	}{
+		{"loopback", r.sshd.Port, r.sshd.KnownHostsPath},
+		{"wan-200mbit-20ms", wan.Port, wanKnownHosts},
+	} {
+		b.Run(link.name, func(b *testing.B) {
+			benchPipelines(b, r, bin, mib, link.name, link.port, link.knownHosts)
+		})
+	}
+	st := w.Stop()
+	b.Logf("writer during both: %.0f tx/s, max commit latency %s, p99 %s, %d errors",
+		float64(st.Commits)/st.DurationSeconds, st.MaxLatency.Round(time.Millisecond), st.P99.Round(time.Millisecond), st.Errors)
+}
+
+func benchPipelines(b *testing.B, r *rig, bin string, mib int, link string, port int, knownHosts string) {
+	hand := newHandPipeline(b, r, port, knownHosts)
 	env := append(os.Environ(), "AWS_ACCESS_KEY_ID="+r.s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+r.s3.SecretKey)
+	// Every database is sent in full (no unchanged skipping) and the helper is
+	// sent every run, as the hand pipeline has no such shortcuts.
+	flags := append(r.flags(), "--ssh-port", strconv.Itoa(port), "--ssh-known-hosts-path", knownHosts,
+		"--skip-unchanged=false", "--helper-cache=false")
 	b.ResetTimer()
 	var handWall, oursWall, oursRSS float64
 	var oursStored int64
 	for i := 0; i < b.N; i++ {
-		handWall += hand.run(b, strconv.Itoa(i)).Seconds()
+		handWall += hand.run(b, link+strconv.Itoa(i)).Seconds()
 		waitNextSecond()
-		cmd := exec.Command("/usr/bin/time", append([]string{"-v", bin, "backup"}, r.flags()...)...)
+		cmd := exec.Command("/usr/bin/time", append([]string{"-v", bin, "backup"}, flags...)...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("backup: %v\n%s", err, out)
+		}
+		if os.Getenv("SBA_BENCH_VERBOSE") != "" {
+			b.Logf("%s", out)
 		}
 		oursWall += timeField(b, string(out), `Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)`)
 		oursRSS = max(oursRSS, timeField(b, string(out), `Maximum resident set size \(kbytes\): (\d+)`)/1024)
 		oursStored += storedBytes(b, string(out))
 	}
 	b.StopTimer()
-	stats := w.Stop()
 	n := float64(b.N)
 	b.ReportMetric(handWall/n, "hand-s")
 	b.ReportMetric(oursWall/n, "ours-s")
@@ -137,9 +170,9 @@ func BenchmarkPipelines(b *testing.B) {
 	for _, s := range []string{"snapshot", "scp", "zstd", "upload"} {
 		stages = append(stages, fmt.Sprintf("%s %.1fs", s, hand.stages[s].Seconds()/n))
 	}
-	b.Logf("\n| %d MiB, writer %d tx/s (max commit %s) | wall | peak RSS | over SSH | stored |\n|---|---:|---:|---:|---:|\n"+
+	b.Logf("\n| %s, %d MiB, live writer 300 tx/s | wall | peak RSS | over SSH | stored |\n|---|---:|---:|---:|---:|\n"+
 		"| hand pipeline (%s) | %.1f s | %.0f MiB | %.0f MiB | %.0f MiB |\n| sqlite-backup-action | %.1f s | %.0f MiB | %.0f MiB | %.0f MiB |\n| ratio | %.2f× | | | |",
-		mib, int(float64(stats.Commits)/stats.DurationSeconds), stats.MaxLatency.Round(time.Millisecond), strings.Join(stages, ", "),
+		link, mib, strings.Join(stages, ", "),
 		handWall/n, hand.peakKiB/1024, float64(hand.rawSSH)/n/(1<<20), float64(hand.stored)/n/(1<<20),
 		oursWall/n, oursRSS, float64(oursStored)/n/(1<<20), float64(oursStored)/n/(1<<20), oursWall/handWall)
 }
