@@ -37,8 +37,8 @@ func TestBackupSurvivesCutConnections(t *testing.T) {
 					sshP = testutil.StartFaultProxy(t, r.sshd.Addr(), cut)
 				} else {
 					// The SDK spreads requests over many connections: cut each of the
-					// first eight after a few hundred KiB, at a different point each run.
-					c := int64(i) * 96 << 10
+					// first eight after 24..240 KiB, at a different point each run.
+					c := int64(i) * 24 << 10
 					s3P = testutil.StartFaultProxy(t, strings.TrimPrefix(r.s3.Endpoint, "http://"), c, c, c, c, c, c, c, c)
 				}
 				runThrough(t, r, sshP, s3P, 1)
