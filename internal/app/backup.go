@@ -12,6 +12,7 @@ import (
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/backup"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/config"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/remote"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
@@ -36,7 +37,8 @@ func (e *env) openStore(ctx context.Context, cfg *config.Config) (store.Backend,
 		Bucket: cfg.Bucket, Endpoint: cfg.Endpoint, Region: cfg.Region, ForcePathStyle: cfg.ForcePathStyle,
 		AccessKeyID: cfg.AccessKeyID.Reveal(), SecretAccessKey: cfg.SecretAccessKey.Reveal(),
 		PartSize: int64(cfg.PartSizeMiB) << 20, Concurrency: cfg.Parallel, Retries: cfg.Retries,
-		ProbePrefix: catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment}.Root(),
+		ProbePrefix:    catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment}.Root(),
+		ObjectLockDays: cfg.ObjectLockDays, ObjectLockMode: cfg.ObjectLockMode, ObjectLockSkip: func(k string) bool { return path.Base(k) == catalog.InProgressName },
 	})
 }
 
@@ -144,6 +146,7 @@ func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
 				Log:           e.log,
 				ToolVersion:   Version,
 				SkipUnchanged: cfg.SkipUnchanged,
+				Recipients:    cfg.Encryption.Recipients,
 			})
 			return err
 		})
@@ -159,10 +162,18 @@ func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
 	}()
 	e.log.Info("backup complete", "backup_id", res.ID, "files", len(res.Files), "stored_bytes", res.StoredBytes, "duration", res.Duration.Round(time.Millisecond))
 	fmt.Fprint(e.stdout, textTable(res, st.String()))
+	sealed := ""
+	if r := cfg.Encryption.Recipients; r != nil {
+		sealed = fmt.Sprintf("Encrypted with age to %d recipients: %s\n", len(r.Strings()), encryption.Describe(r.Strings()))
+		fmt.Fprint(e.stdout, sealed)
+	}
 	if e.gha == nil {
 		return nil
 	}
-	if err := e.gha.Summary(markdownSummary(res, st.String())); err != nil {
+	if sealed != "" {
+		sealed = "\n" + sealed // a line right after a table would be a row of it
+	}
+	if err := e.gha.Summary(markdownSummary(res, st.String()) + sealed); err != nil {
 		return err
 	}
 	return e.gha.SetOutputs([][2]string{

@@ -185,7 +185,7 @@ func TestBackupRefusals(t *testing.T) {
 		{"wrong bucket", set(r.flags(), "--bucket", "no-such-bucket"), r.env, app.ExitFailed, []string{"no-such-bucket", "does not exist"}, 0},
 		{"host refuses connections", append(set(r.flags(), "--ssh-port", strconv.Itoa(closed)), "--retries", "1"), r.env, app.ExitFailed,
 			[]string{"after 2 attempts", "ssh connect", "refused"}, 10 * time.Second},
-		{"host never answers", append(set(r.flags(), "--ssh-port", strconv.Itoa(silent.Addr().(*net.TCPAddr).Port)), "--connect-timeout", "2s"), r.env, app.ExitFailed,
+		{"host never answers", append(set(r.flags(), "--ssh-port", strconv.Itoa(silent.Addr().(*net.TCPAddr).Port)), "--connect-timeout", "2s", "--retries", "0"), r.env, app.ExitFailed,
 			[]string{"ssh handshake", "no answer within 2s"}, 10 * time.Second},
 		{"missing remote path", set(r.flags(), "--remote-path", "/does/not/exist"), r.env, app.ExitFailed, []string{"remote_path /does/not/exist"}, 0},
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/app"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/testutil"
 )
@@ -149,6 +150,13 @@ func getObject(t testing.TB, s *testutil.S3Server, key string) []byte {
 // every database passes integrity_check and the ledger/totals invariant.
 func checkGroup(t testing.TB, s *testutil.S3Server, id string) *catalog.Manifest {
 	t.Helper()
+	return checkGroupWith(t, s, id, nil)
+}
+
+// checkGroupWith is checkGroup for a group that may be encrypted: ids
+// decrypt its objects (<name>.zst.age) first.
+func checkGroupWith(t testing.TB, s *testutil.S3Server, id string, ids *encryption.Identities) *catalog.Manifest {
+	t.Helper()
 	layout := catalog.Layout{Prefix: "db_backups", Environment: "production"}
 	m, err := catalog.ParseManifest(getObject(t, s, layout.ManifestKey(id)))
 	if err != nil {
@@ -156,7 +164,11 @@ func checkGroup(t testing.TB, s *testutil.S3Server, id string) *catalog.Manifest
 	}
 	want := []string{layout.ManifestKey(id)}
 	for _, name := range testutil.RailsDatabases() {
-		want = append(want, layout.Key(id, name+".zst"))
+		ext := ".zst"
+		if ids != nil {
+			ext += encryption.Ext
+		}
+		want = append(want, layout.Key(id, name+ext))
 	}
 	sort.Strings(want)
 	var got []string
@@ -173,6 +185,9 @@ func checkGroup(t testing.TB, s *testutil.S3Server, id string) *catalog.Manifest
 		stored := getObject(t, s, f.Key)
 		if got := sha256hex(stored); got != f.StoredSHA256 || int64(len(stored)) != f.StoredSize {
 			t.Errorf("%s: stored sha256 %s (%d bytes), manifest says %s (%d)", f.Name, got, len(stored), f.StoredSHA256, f.StoredSize)
+		}
+		if ids != nil {
+			stored = decrypt(t, ids, f, stored)
 		}
 		d, err := snapshot.Decompressor(f.Compression, bytes.NewReader(stored))
 		if err != nil {
@@ -198,6 +213,27 @@ func checkGroup(t testing.TB, s *testutil.S3Server, id string) *catalog.Manifest
 		}
 	}
 	return m
+}
+
+// decrypt returns the plaintext (the compressed snapshot) of an encrypted
+// object, checked against the manifest.
+func decrypt(t testing.TB, ids *encryption.Identities, f catalog.File, stored []byte) []byte {
+	t.Helper()
+	if f.Encryption != catalog.EncryptionAge {
+		t.Fatalf("%s: manifest encryption %q, want age", f.Name, f.Encryption)
+	}
+	r, err := ids.Decrypt(bytes.NewReader(stored))
+	if err != nil {
+		t.Fatalf("%s: %v", f.Name, err)
+	}
+	plain, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("%s: decrypt: %v", f.Name, err)
+	}
+	if got := sha256hex(plain); got != f.CompressedSHA256 || int64(len(plain)) != f.CompressedSize {
+		t.Errorf("%s: decrypted sha256 %s (%d bytes), manifest says %s (%d)", f.Name, got, len(plain), f.CompressedSHA256, f.CompressedSize)
+	}
+	return plain
 }
 
 func sha256hex(b []byte) string {

@@ -10,6 +10,7 @@ import (
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/backup"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/config"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/restore"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/verify"
 )
@@ -41,13 +42,21 @@ func (e *env) restore(ctx context.Context, cfg *config.Config) error {
 	opts := restore.Options{
 		Store: st, Layout: layout, BackupID: rc.BackupID, Files: rc.Files, Mode: rc.Mode, Guard: guard,
 		Dir: dir, Connect: e.restoreTarget(cfg), StopCommand: rc.StopCommand, StartCommand: rc.StartCommand,
-		Log: e.log,
+		Identities: cfg.Encryption.Identities, Log: e.log,
 	}
 	if rc.Mode == config.RestoreModeReplace {
+		// The safety backup holds production data too: with an identity, it
+		// is encrypted to that identity's public key.
+		var sealTo *encryption.Recipients
+		if ids := cfg.Encryption.Identities; ids != nil {
+			if sealTo, err = ids.AsRecipients(); err != nil {
+				return fmt.Errorf("input encryption_identity: %w", err)
+			}
+		}
 		opts.SafetyBackup = func(ctx context.Context) (string, error) {
 			res, err := backup.Run(ctx, backup.Options{
 				Store: st, Connect: e.connect(cfg), Layout: layout, Compression: cfg.Compression,
-				Log: e.log, ToolVersion: Version,
+				Log: e.log, ToolVersion: Version, Recipients: sealTo,
 			})
 			if err != nil {
 				return "", err
@@ -145,7 +154,7 @@ func (e *env) verify(ctx context.Context, cfg *config.Config) error {
 	err = e.group("Verify "+st.String(), func() error {
 		res, err = verify.Run(ctx, verify.Options{
 			Store: st, Layout: catalog.Layout{Prefix: cfg.Prefix, Environment: cfg.Environment},
-			BackupID: cfg.Restore.BackupID, MaxAge: cfg.Restore.MaxAge, Log: e.log,
+			BackupID: cfg.Restore.BackupID, MaxAge: cfg.Restore.MaxAge, Identities: cfg.Encryption.Identities, Log: e.log,
 		})
 		return err
 	})

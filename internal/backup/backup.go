@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
 )
@@ -48,6 +49,9 @@ type Options struct {
 	// SkipUnchanged copies a database's object server-side from the newest
 	// complete group when its snapshot is byte-identical, instead of sending it.
 	SkipUnchanged bool
+	// Recipients, when set, encrypt every object on the runner after
+	// compression (<name>.zst.age); the manifest records them.
+	Recipients *encryption.Recipients
 	// ProgressEvery is how often a long transfer logs its progress.
 	ProgressEvery time.Duration
 }
@@ -165,7 +169,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			res.StoredBytes += fr.StoredSize
 			return nil
 		}
-		key := o.Layout.Key(id, f.Name+snapshot.Extension(f.Compression))
+		key := o.Layout.Key(id, f.Name+o.extension(f.Compression))
 		uploaded = append(uploaded, key)
 		fr, check, err := o.transfer(vctx, src, f, key)
 		if err != nil {
@@ -208,6 +212,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		GroupID: id, CreatedAt: start.UTC(), CompletedAt: o.Now().UTC(),
 		Host: host, RemotePath: path, Environment: o.Layout.Environment,
 	}
+	if o.Recipients != nil {
+		m.Recipients = o.Recipients.Strings()
+	}
 	for _, f := range res.Files {
 		m.Files = append(m.Files, f.File)
 	}
@@ -224,6 +231,14 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	res.Duration = o.Now().Sub(start)
 	return res, nil
+}
+
+// extension ends the key of a file stored by this run: .zst, .zst.age...
+func (o Options) extension(compression string) string {
+	if o.Recipients != nil {
+		return snapshot.Extension(compression) + encryption.Ext
+	}
+	return snapshot.Extension(compression)
 }
 
 // discard removes the objects of a failed group: files first, then the

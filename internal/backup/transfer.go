@@ -17,6 +17,7 @@ import (
 )
 
 // transfer streams one compressed snapshot from the host into the store
+// (encrypted on the way when Recipients is set: the host never sees a key)
 // and, in the same pass, decompresses it into a runner temp file, then
 // checks both hashes, the header and PRAGMA integrity_check there, so the
 // production host is never loaded with the check. Memory stays bounded:
@@ -49,9 +50,13 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 	defer cancel()
 	upR, upW := io.Pipe()
 	dcR, dcW := io.Pipe()
+	size := f.StoredSize
+	if o.Recipients != nil {
+		size = o.Recipients.EncryptedSize(f.StoredSize)
+	}
 	upDone := make(chan error, 1)
 	go func() {
-		err := o.Store.Put(ctx, key, upR, f.StoredSize)
+		err := o.Store.Put(ctx, key, upR, size)
 		upR.CloseWithError(stopped(err))
 		upDone <- err
 	}()
@@ -64,14 +69,35 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 		dcDone <- err
 	}()
 
-	storedHash := sha256.New()
-	counter := &counter{}
+	// hostHash is of the bytes the host sent (what it hashed); with
+	// encryption, sealedHash is of the ciphertext that is uploaded.
+	hostHash, sealedHash := sha256.New(), sha256.New()
+	counter, sealedN := &counter{}, &counter{}
+	upload := io.Writer(upW)
+	var enc io.WriteCloser
+	if o.Recipients != nil {
+		// age writes its header at once: the upload goroutine is reading.
+		if enc, err = o.Recipients.Encrypt(io.MultiWriter(sealedHash, sealedN, upW)); err != nil {
+			upW.CloseWithError(stopped(err))
+			dcW.CloseWithError(stopped(err))
+			<-dcDone
+			if upErr := <-upDone; upErr != nil && !errors.Is(upErr, errStopped) {
+				return nil, nil, fmt.Errorf("upload %s: %w", key, upErr) // the root cause
+			}
+			return nil, nil, err
+		}
+		upload = enc
+	}
 	stopProgress := o.progress(f.Name, f.StoredSize, counter)
-	_, copyErr := io.Copy(io.MultiWriter(storedHash, counter, upW, dcW), rc)
+	_, copyErr := io.Copy(io.MultiWriter(hostHash, counter, upload, dcW), rc)
 	stopProgress()
+	var encErr error // the last chunk is sealed and written on Close
+	if enc != nil && copyErr == nil {
+		encErr = enc.Close()
+	}
 	var peerErr error // what the upload and verify stages read after the last byte
-	if copyErr != nil {
-		peerErr = stopped(copyErr)
+	if err := errors.Join(copyErr, encErr); err != nil {
+		peerErr = stopped(err)
 	}
 	upW.CloseWithError(peerErr)
 	dcW.CloseWithError(peerErr)
@@ -84,19 +110,24 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 	}{
 		{upErr, "upload " + key},
 		{copyErr, "read snapshot from host"},
+		{encErr, "encrypt"},
 		{dcErr, "decompress for verification"},
 	} {
 		if e.err != nil && !errors.Is(e.err, errStopped) {
 			return nil, nil, fmt.Errorf("%s: %w", e.what, e.err)
 		}
 	}
-	if upErr != nil || copyErr != nil || dcErr != nil {
-		return nil, nil, fmt.Errorf("transfer %s: %w", key, errors.Join(upErr, copyErr, dcErr))
+	if upErr != nil || copyErr != nil || encErr != nil || dcErr != nil {
+		return nil, nil, fmt.Errorf("transfer %s: %w", key, errors.Join(upErr, copyErr, encErr, dcErr))
 	}
 	if err := tmp.Close(); err != nil {
 		return nil, nil, fmt.Errorf("runner temp file: %w", err)
 	}
-	if err := checkSum("stored file", counter.n.Load(), storedHash, f.StoredSize, f.StoredSHA256); err != nil {
+	what := "stored file"
+	if enc != nil {
+		what = "compressed file"
+	}
+	if err := checkSum(what, counter.n.Load(), hostHash, f.StoredSize, f.StoredSHA256); err != nil {
 		return nil, nil, err
 	}
 	if err := checkSum("snapshot", rawN, rawHash, f.Size, f.SHA256); err != nil {
@@ -109,6 +140,14 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 			PageSize: f.PageSize, PageCount: f.PageCount, SQLiteVersion: f.SQLiteVersion,
 			IntegrityCheck: "ok",
 		},
+	}
+	if enc != nil {
+		if n := sealedN.n.Load(); n != size {
+			return nil, nil, fmt.Errorf("encrypt: wrote %d bytes, want %d", n, size)
+		}
+		fr.Encryption = catalog.EncryptionAge
+		fr.CompressedSize, fr.CompressedSHA256 = f.StoredSize, f.StoredSHA256
+		fr.StoredSize, fr.StoredSHA256 = size, hex.EncodeToString(sealedHash.Sum(nil))
 	}
 	check = func(ctx context.Context) error {
 		defer os.Remove(tmp.Name())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
 )
@@ -52,15 +53,30 @@ func (o Options) findPrevious(ctx context.Context) *previous {
 			return nil
 		}
 		p := &previous{id: g.ID, files: map[string]catalog.File{}}
+		sealed := o.sealedLikeThisRun(m)
 		for _, f := range m.Files {
 			// Only objects stored the way this run stores them can be reused.
-			if f.Compression == o.Compression && f.IntegrityCheck == "ok" && len(f.SHA256) == 64 {
+			if f.Compression == o.Compression && sealed(f) && f.IntegrityCheck == "ok" && len(f.SHA256) == 64 {
 				p.files[f.Name] = f
 			}
+		}
+		if len(p.files) == 0 && len(m.Files) > 0 {
+			o.Log.Info("the newest backup was stored with other compression or encryption settings: every database is sent in full", "group", g.ID)
 		}
 		return p
 	}
 	return nil
+}
+
+// sealedLikeThisRun reports whether a file of m is encrypted exactly as
+// this run encrypts: not at all, or with age to the same set of recipients.
+// A changed set (a key added or revoked) means every object is sent anew.
+func (o Options) sealedLikeThisRun(m *catalog.Manifest) func(catalog.File) bool {
+	if o.Recipients == nil {
+		return func(f catalog.File) bool { return f.Encryption == "" }
+	}
+	same := encryption.Equal(m.Recipients, o.Recipients.Strings())
+	return func(f catalog.File) bool { return same && f.Encryption == catalog.EncryptionAge }
 }
 
 func readManifest(ctx context.Context, st store.Backend, key string) (*catalog.Manifest, error) {
@@ -89,7 +105,11 @@ func (o Options) copyUnchanged(ctx context.Context, p *previous, f snapshot.File
 		return nil, fmt.Errorf("helper reported an unchanged snapshot that does not match backup %s", p.id)
 	}
 	nf := old
-	nf.Key = o.Layout.Key(id, f.Name+snapshot.Extension(old.Compression))
+	ext := snapshot.Extension(old.Compression)
+	if old.Encryption != "" {
+		ext += encryption.Ext
+	}
+	nf.Key = o.Layout.Key(id, f.Name+ext)
 	nf.CopiedFrom = p.id
 	nf.SQLiteVersion = f.SQLiteVersion
 	fr := &FileResult{File: nf}

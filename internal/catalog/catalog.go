@@ -99,7 +99,10 @@ type Manifest struct {
 	Host        string    `json:"host"`
 	RemotePath  string    `json:"remote_path"`
 	Environment string    `json:"environment"`
-	Files       []File    `json:"files"`
+	// Recipients are the age public keys every encrypted file of the group
+	// is encrypted to (never a private key); empty when nothing is.
+	Recipients []string `json:"encryption_recipients,omitempty"`
+	Files      []File   `json:"files"`
 }
 
 // File is one database in a manifest.
@@ -118,6 +121,25 @@ type File struct {
 	// CopiedFrom names the group whose identical snapshot was copied
 	// server-side instead of sent again (the database had not changed).
 	CopiedFrom string `json:"copied_from,omitempty"`
+	// Encryption is EncryptionAge when the object is the compressed snapshot
+	// encrypted to the manifest's Recipients; then StoredSize and
+	// StoredSHA256 are of the ciphertext, and these of the compressed bytes.
+	Encryption       string `json:"encryption,omitempty"`
+	CompressedSize   int64  `json:"compressed_size,omitempty"`
+	CompressedSHA256 string `json:"compressed_sha256,omitempty"`
+}
+
+// EncryptionAge is File.Encryption for an object encrypted with age.
+const EncryptionAge = "age"
+
+// Encrypted reports whether any file of the group is encrypted.
+func (m *Manifest) Encrypted() bool {
+	for _, f := range m.Files {
+		if f.Encryption != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Encode renders the manifest as indented JSON.
@@ -154,6 +176,18 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		seen[f.Name] = true
 		if f.Key == "" || strings.Contains(f.Key, "..") || strings.HasPrefix(f.Key, "/") {
 			errs = append(errs, fmt.Errorf("file %d: bad key %q", i, f.Key))
+		}
+		if f.Encryption != "" && f.Encryption != EncryptionAge {
+			errs = append(errs, fmt.Errorf("file %d: unsupported encryption %q (this tool reads %s)", i, f.Encryption, EncryptionAge))
+		}
+	}
+	if m.Encrypted() && len(m.Recipients) == 0 {
+		errs = append(errs, errors.New("encrypted files, but no encryption_recipients"))
+	}
+	for i, r := range m.Recipients {
+		// Only public keys belong here; never echo anything else.
+		if !strings.HasPrefix(strings.ToLower(r), "age1") || strings.ContainsAny(r, " \n,") {
+			errs = append(errs, fmt.Errorf("encryption_recipients %d is not an age public key (age1…)", i))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

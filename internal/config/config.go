@@ -47,6 +47,10 @@ type Config struct {
 	SkipUnchanged   bool
 	Retries         int
 	HelperCache     bool
+	ObjectLockDays  int    // 0: objects are not locked
+	ObjectLockMode  string // GOVERNANCE or COMPLIANCE
+
+	Encryption EncryptionConfig // age keys: recipients (backup), identities (restore, verify)
 
 	Prune   PruneConfig   // prune, list, and backup with prune: true
 	Restore RestoreConfig // restore and verify
@@ -134,6 +138,8 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 		PartSizeMiB:             intVal("part_size", 5, 5120),
 		Parallel:                intVal("parallel", 1, 64),
 		Retries:                 intVal("retries", 0, 10),
+		ObjectLockDays:          intVal("object_lock_days", 0, 36500),
+		ObjectLockMode:          strings.ToUpper(strings.TrimSpace(vals["object_lock_mode"])),
 	}
 	c.SSHHostFingerprints = parseFingerprints(vals["ssh_host_fingerprint"], "ssh_host_fingerprint", bad)
 	c.Jump = parseJump(vals, bad)
@@ -165,6 +171,7 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 
 	errs = append(errs, c.Prune.parse(vals)...)
 	errs = append(errs, c.Restore.parse(vals)...)
+	errs = append(errs, c.Encryption.parse(vals, readFile)...)
 	errs = append(errs, c.Kamal.parse(vals)...)
 	errs = append(errs, c.validate()...)
 	if err := errors.Join(errs...); err != nil {
@@ -203,6 +210,12 @@ func (c *Config) validate() []error {
 	}
 	if c.Command == CommandBackup {
 		errs = append(errs, c.validateSource()...)
+	}
+	if c.ObjectLockDays > 0 && c.ObjectLockMode != "GOVERNANCE" && c.ObjectLockMode != "COMPLIANCE" {
+		bad("object_lock_mode", "%q is not GOVERNANCE or COMPLIANCE", c.ObjectLockMode)
+	}
+	if c.ObjectLockDays > 0 && c.Destination != "" {
+		bad("object_lock_days", "Object Lock needs an S3 bucket; destination %s cannot lock objects", c.Destination)
 	}
 	return errs
 }

@@ -38,11 +38,13 @@ const (
 	DefaultPartSize       = "5"
 	DefaultParallel       = "4"
 	DefaultRetries        = "3"
+	DefaultObjectLockMode = "GOVERNANCE"
 )
 
 // Inputs returns every input the tool reads, in documentation order.
 func Inputs() []Input {
 	in := commonInputs()
+	in = append(in, encryptionInputs()...)
 	in = append(in, pruneInputs()...)
 	in = append(in, restoreInputs()...)
 	in = append(in, kamalInputs()...)
@@ -85,6 +87,10 @@ func commonInputs() []Input {
 			Description: "Copy a database's object server-side from the newest complete backup when its snapshot is byte-identical, instead of sending it again."},
 		{Name: "helper_cache", Default: "true", Bool: true, Commands: []string{CommandBackup},
 			Description: "Keep the snapshot helper in ~/.cache/sqlite-backup-action on the host (checked by SHA-256 before every run) instead of sending it every run."},
+		{Name: "object_lock_days", Default: "0", Commands: []string{CommandBackup},
+			Description: "S3 Object Lock: keep every object of a backup from deletion for this many days (the bucket must have Object Lock enabled; backup credentials need s3:PutObjectRetention, prune's s3:GetObjectRetention to tell a locked group from a failure); prune reports such groups as locked and leaves them. 0: no lock."},
+		{Name: "object_lock_mode", Default: DefaultObjectLockMode, Commands: []string{CommandBackup},
+			Description: "GOVERNANCE (credentials with s3:BypassGovernanceRetention can still delete) or COMPLIANCE (nobody can, not even the account root, until the date)."},
 		{Name: "retries", Default: DefaultRetries, Description: "How often a failed step is retried when the failure is transient (S3 5xx/SlowDown/reset, a dropped SSH connection), with exponential backoff; wrong credentials, a missing bucket or a bad host key fail at once."},
 		{Name: "part_size", Default: DefaultPartSize, Description: "Multipart upload part size in MiB."},
 		{Name: "parallel", Default: DefaultParallel, Description: "Concurrent multipart part uploads per object."},

@@ -59,6 +59,9 @@ type Result struct {
 	Shrink *Shrink
 	// Deleted holds the ids of the groups whose every object is gone.
 	Deleted []string
+	// Locked holds the groups S3 Object Lock kept from deletion, with the
+	// date their retention ends.
+	Locked map[string]time.Time
 }
 
 // Shrink describes a tripped shrink guard.
@@ -114,6 +117,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, nil
 	}
 	res.Deleted, err = deleteGroups(ctx, o.Store, o.Layout, remove, o.Log)
+	res.Locked, err = lockedGroups(ctx, o.Store, o.Layout, err, o.Now, o.Log)
 	return res, err
 }
 

@@ -19,6 +19,8 @@ func (r *Result) Action(d Decision) string {
 		return "would delete"
 	case slices.Contains(r.Deleted, d.Group.ID):
 		return "deleted"
+	case !r.Locked[d.Group.ID].IsZero():
+		return "locked until " + r.Locked[d.Group.ID].UTC().Format(lockTimeLayout)
 	}
 	return "not deleted (error)"
 }
@@ -47,8 +49,11 @@ func (r *Result) headline() string {
 		s += fmt.Sprintf(", %d would be deleted (dry run)", left)
 	case r.DryRun:
 		s += " (dry run)"
-	case left > 0:
-		s += fmt.Sprintf(", %d not deleted", left)
+	case left > len(r.Locked):
+		s += fmt.Sprintf(", %d not deleted", left-len(r.Locked))
+	}
+	if n := len(r.Locked); n > 0 {
+		s += fmt.Sprintf(", %d locked (Object Lock)", n)
 	}
 	if n := len(r.Foreign); n > 0 {
 		s += fmt.Sprintf(", %d foreign objects left alone", n)
@@ -60,11 +65,15 @@ func (r *Result) headline() string {
 func (r *Result) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "prune %s in %s (%s)\n", r.Root, r.Store, r.Policy)
-	fmt.Fprintf(&b, "%-17s %-9s %-10s %5s %12s  %-26s %s\n", "GROUP", "AGE", "STATE", "FILES", "STORED", "DECISION", "REASON")
+	w := 26 // the decision column; wider for "locked until <date>"
+	for _, d := range r.Decisions {
+		w = max(w, len(r.Action(d)))
+	}
+	fmt.Fprintf(&b, "%-17s %-9s %-10s %5s %12s  %-*s %s\n", "GROUP", "AGE", "STATE", "FILES", "STORED", w, "DECISION", "REASON")
 	for _, d := range r.Decisions {
 		g := d.Group
-		fmt.Fprintf(&b, "%-17s %-9s %-10s %5d %12s  %-26s %s\n", g.ID, Age(r.Now.Sub(g.Time)), g.State, g.Files(),
-			humanBytes(g.StoredBytes()), r.Action(d), d.Reason)
+		fmt.Fprintf(&b, "%-17s %-9s %-10s %5d %12s  %-*s %s\n", g.ID, Age(r.Now.Sub(g.Time)), g.State, g.Files(),
+			humanBytes(g.StoredBytes()), w, r.Action(d), d.Reason)
 	}
 	if r.Shrink != nil {
 		fmt.Fprintf(&b, "warning: %s\n", r.Shrink)

@@ -1,17 +1,20 @@
 package restore
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
 )
@@ -32,7 +35,10 @@ type Fetched struct {
 // size and count against the manifest. A legacy group has no checksums, so
 // its files get the header and integrity checks only (Fetch logs a warning).
 // Every file is checked; the error joins the failures, each naming its file.
-func Fetch(ctx context.Context, st store.Backend, g *Group, dir string, log *slog.Logger) ([]Fetched, error) {
+//
+// An encrypted file (File.Encryption) is decrypted with ids on the way; an
+// object whose encryption is not what the manifest says fails.
+func Fetch(ctx context.Context, st store.Backend, g *Group, dir string, ids *encryption.Identities, log *slog.Logger) ([]Fetched, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -43,7 +49,7 @@ func Fetch(ctx context.Context, st store.Backend, g *Group, dir string, log *slo
 	var errs []error
 	for _, f := range g.Files {
 		fx := Fetched{File: f}
-		fx.Err = fetchOne(ctx, st, g.Legacy, dir, &fx)
+		fx.Err = fetchOne(ctx, st, g.Legacy, dir, ids, &fx)
 		if fx.Err != nil {
 			if ctx.Err() != nil {
 				return nil, fx.Err
@@ -58,12 +64,12 @@ func Fetch(ctx context.Context, st store.Backend, g *Group, dir string, log *slo
 	return out, errors.Join(errs...)
 }
 
-func fetchOne(ctx context.Context, st store.Backend, legacy bool, dir string, fx *Fetched) error {
+func fetchOne(ctx context.Context, st store.Backend, legacy bool, dir string, ids *encryption.Identities, fx *Fetched) error {
 	if err := catalog.ValidateName(fx.Name); err != nil {
 		return fmt.Errorf("%s: %w", fx.Name, err)
 	}
 	fx.Path = filepath.Join(dir, fx.Name)
-	if err := download(ctx, st, legacy, fx); err != nil {
+	if err := download(ctx, st, legacy, ids, fx); err != nil {
 		return fmt.Errorf("%s (%s): %w", fx.Name, fx.Key, err)
 	}
 	h, err := snapshot.CheckFile(ctx, fx.Path)
@@ -78,10 +84,11 @@ func fetchOne(ctx context.Context, st store.Backend, legacy bool, dir string, fx
 	return nil
 }
 
-// download streams the object through its hash and the decompressor into
-// fx.Path and checks sizes and hashes. The raw copy is cut off one byte past
-// the manifest's size, so a forged object cannot fill the runner's disk.
-func download(ctx context.Context, st store.Backend, legacy bool, fx *Fetched) (err error) {
+// download streams the object through its hash, the decryption (when the
+// manifest says it is encrypted) and the decompressor into fx.Path, and
+// checks sizes and hashes. The raw copy is cut off one byte past the
+// manifest's size, so a forged object cannot fill the runner's disk.
+func download(ctx context.Context, st store.Backend, legacy bool, ids *encryption.Identities, fx *Fetched) (err error) {
 	rc, err := st.Get(ctx, fx.Key)
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
@@ -99,16 +106,28 @@ func download(ctx context.Context, st store.Backend, legacy bool, fx *Fetched) (
 
 	storedHash, rawHash := sha256.New(), sha256.New()
 	stored := &countReader{r: io.TeeReader(rc, storedHash)}
-	d, err := snapshot.Decompressor(fx.Compression, stored)
-	if err != nil {
-		return err
+	compressed, sealErr := open(stored, legacy, ids, fx)
+	var n int64
+	var copyErr error
+	if sealErr == nil {
+		var d io.ReadCloser
+		if d, err = snapshot.Decompressor(fx.Compression, compressed); err != nil {
+			return err
+		}
+		var raw io.Reader = d
+		if !legacy {
+			raw = io.LimitReader(d, fx.Size+1)
+		}
+		n, copyErr = io.Copy(io.MultiWriter(out, rawHash), raw)
+		d.Close()
+		if c, ok := compressed.(*countReader); ok {
+			// Decrypt to the end: only then is the last chunk authenticated.
+			if _, err := io.Copy(io.Discard, c); err != nil && c.err == nil {
+				c.err = err
+			}
+			sealErr = c.err
+		}
 	}
-	var raw io.Reader = d
-	if !legacy {
-		raw = io.LimitReader(d, fx.Size+1)
-	}
-	n, copyErr := io.Copy(io.MultiWriter(out, rawHash), raw)
-	d.Close()
 	// Read the object to its end whatever happened, so that a damaged object
 	// is reported by its checksum rather than by the decoder's complaint.
 	if _, err := io.Copy(io.Discard, stored); err != nil {
@@ -122,11 +141,20 @@ func download(ctx context.Context, st store.Backend, legacy bool, fx *Fetched) (
 			return fmt.Errorf("download: got %d bytes, the listing says %d", stored.n, fx.StoredSize)
 		}
 		fx.Size, fx.SHA256 = fx.Bytes, fx.Sum
-		return copyErr
+		return errors.Join(sealErr, copyErr)
 	}
 	if stored.n != fx.StoredSize || storedSum != fx.StoredSHA256 {
 		return fmt.Errorf("stored object does not match the manifest: got %d bytes sha256 %s, manifest says %d bytes sha256 %s",
 			stored.n, storedSum, fx.StoredSize, fx.StoredSHA256)
+	}
+	if sealErr != nil {
+		return sealErr
+	}
+	if c, ok := compressed.(*countReader); ok && fx.CompressedSHA256 != "" {
+		if sum := hex.EncodeToString(c.h.Sum(nil)); c.n != fx.CompressedSize || sum != fx.CompressedSHA256 {
+			return fmt.Errorf("decrypted object does not match the manifest: got %d bytes sha256 %s, manifest says %d bytes sha256 %s",
+				c.n, sum, fx.CompressedSize, fx.CompressedSHA256)
+		}
 	}
 	if copyErr != nil {
 		return fmt.Errorf("decompress (%s): %w", fx.Compression, copyErr)
@@ -138,13 +166,55 @@ func download(ctx context.Context, st store.Backend, legacy bool, fx *Fetched) (
 	return nil
 }
 
+// open returns the compressed bytes of the object read from stored: the
+// object itself, or its plaintext (a *countReader that hashes it) when the
+// manifest says it is encrypted. An object that is encrypted when the
+// manifest says it is not, or the other way round, fails here.
+func open(stored io.Reader, legacy bool, ids *encryption.Identities, fx *Fetched) (io.Reader, error) {
+	if fx.Encryption == "" || legacy {
+		br := bufio.NewReader(stored)
+		head, _ := br.Peek(len(encryption.Magic))
+		if encryption.IsEncrypted(head) {
+			return nil, errors.New("the object is encrypted with age, but the manifest does not say so: refusing to use it")
+		}
+		return br, nil
+	}
+	if ids == nil {
+		return nil, errors.New("the object is encrypted with age: input encryption_identity is not set")
+	}
+	plain, err := ids.Decrypt(stored)
+	switch {
+	case errors.Is(err, encryption.ErrNotEncrypted):
+		return nil, errors.New("the manifest says the object is encrypted with age, but it is not an age file: refusing to use it")
+	case errors.Is(err, encryption.ErrNoMatch):
+		return nil, fmt.Errorf("input encryption_identity: does not decrypt the object (the identity is for %s)", encryption.Describe(ids.Recipients()))
+	case err != nil:
+		return nil, err
+	}
+	return &countReader{r: plain, h: sha256.New(), what: "decrypt"}, nil
+}
+
+// countReader counts (and, with h, hashes) what is read, and keeps the
+// first error other than io.EOF, labelled with what.
 type countReader struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	h    hash.Hash
+	what string
+	err  error
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.h != nil {
+		c.h.Write(p[:n])
+	}
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+		if c.what != "" {
+			c.err = fmt.Errorf("%s: %w", c.what, err)
+		}
+	}
 	return n, err
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
 )
 
@@ -164,5 +165,29 @@ func (g *Group) Select(glob string) error {
 		return fmt.Errorf("files %q matches none of the databases of group %s (%s)", glob, g.ID, strings.Join(names, ", "))
 	}
 	g.Files = keep
+	return nil
+}
+
+// CheckIdentities refuses, before anything is downloaded or written, an
+// encrypted group when no identity is given or when none of ids is for one
+// of the recipients its manifest records. (Decryption itself, in Fetch,
+// has the last word: the manifest comes from the bucket.)
+func (g *Group) CheckIdentities(ids *encryption.Identities) error {
+	encrypted := false
+	for _, f := range g.Files {
+		encrypted = encrypted || f.Encryption != ""
+	}
+	if !encrypted || g.Manifest == nil {
+		return nil
+	}
+	rs := g.Manifest.Recipients
+	if ids == nil {
+		return fmt.Errorf("input encryption_identity: backup %s is encrypted (recipients %s): set it to the private key (AGE-SECRET-KEY-1…) of one of them",
+			g.ID, encryption.Describe(rs))
+	}
+	if !ids.Matches(rs) {
+		return fmt.Errorf("input encryption_identity: does not decrypt backup %s (recipients %s; the identity given is for %s)",
+			g.ID, encryption.Describe(rs), encryption.Describe(ids.Recipients()))
+	}
 	return nil
 }

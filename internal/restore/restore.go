@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
 )
 
@@ -79,9 +80,11 @@ type Options struct {
 	// SafetyBackup backs up the live databases as a normal group and
 	// returns its id (replace only).
 	SafetyBackup func(ctx context.Context) (string, error)
-	TempDir      string // runner scratch for the downloads ("" = os.TempDir)
-	Now          func() time.Time
-	Log          *slog.Logger
+	// Identities decrypt an encrypted group (nil: none given).
+	Identities *encryption.Identities
+	TempDir    string // runner scratch for the downloads ("" = os.TempDir)
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // FileResult is one restored database.
@@ -135,6 +138,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err := g.Select(o.Files); err != nil {
 		return nil, err
 	}
+	if err := g.CheckIdentities(o.Identities); err != nil {
+		return nil, err
+	}
 	res = &Result{ID: g.ID, Legacy: g.Legacy, Mode: o.Mode}
 	if g.Legacy {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("group %s is a legacy group without a manifest: there are no checksums, so its files were checked with PRAGMA integrity_check only", g.ID))
@@ -177,7 +183,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		return nil, fmt.Errorf("runner work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
-	fetched, err := Fetch(ctx, o.Store, g, work, o.Log)
+	fetched, err := Fetch(ctx, o.Store, g, work, o.Identities, o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("backup group %s failed its checks; nothing was written: %w", g.ID, err)
 	}

@@ -263,18 +263,26 @@ func runWriter(ctx context.Context, raw string, stdout, stderr io.Writer) int {
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
 	pad := make([]byte, cfg.PadBytes)
-	ticker := time.NewTicker(time.Second / time.Duration(cfg.Rate))
-	defer ticker.Stop()
+	// Paced by schedule, not a ticker: transaction i is due at start+i/rate,
+	// and a late one runs at once, so the rate holds on a busy machine.
+	interval := time.Second / time.Duration(cfg.Rate)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	maxTicks := int(cfg.MaxDuration.Seconds()+1) * cfg.Rate
 	stats := WriterStats{UID: os.Getuid()}
 	latencies := make([]time.Duration, 0, min(maxTicks, 1<<20))
 	start := time.Now()
 loop:
 	for i := range maxTicks {
-		select {
-		case <-ctx.Done():
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
 			break loop
-		case <-ticker.C:
 		}
 		fillRandom(rng, pad)
 		began := time.Now()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/restore"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
 )
@@ -28,9 +29,11 @@ type Options struct {
 	Layout   catalog.Layout
 	BackupID string        // restore.Latest or YYYYMMDD-HHMMSS
 	MaxAge   time.Duration // 0: no freshness check
-	TempDir  string        // runner scratch ("" = os.TempDir)
-	Now      func() time.Time
-	Log      *slog.Logger
+	// Identities decrypt an encrypted group (nil: none given).
+	Identities *encryption.Identities
+	TempDir    string // runner scratch ("" = os.TempDir)
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Table is one table of a database and its row count (-1: a virtual table
@@ -115,6 +118,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, errors.Join(append(errs, err)...)
 	}
 	res.Legacy = g.Legacy
+	if err := g.CheckIdentities(o.Identities); err != nil {
+		return res, errors.Join(append(errs, err)...)
+	}
 	o.Log.Info("verifying", "backup_id", g.ID, "files", len(g.Files), "legacy", g.Legacy)
 
 	work, err := os.MkdirTemp(o.TempDir, "sba-verify-")
@@ -122,7 +128,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, errors.Join(append(errs, fmt.Errorf("runner work dir: %w", err))...)
 	}
 	defer os.RemoveAll(work)
-	fetched, ferr := restore.Fetch(ctx, o.Store, g, work, o.Log)
+	fetched, ferr := restore.Fetch(ctx, o.Store, g, work, o.Identities, o.Log)
 	if ferr != nil {
 		errs = append(errs, ferr)
 	}

@@ -37,8 +37,10 @@ func (b *Backend) Copy(ctx context.Context, src, dst string) error {
 		return b.Put(ctx, dst, rc, aws.ToInt64(head.ContentLength))
 	}
 	source := b.bucket + "/" + strings.ReplaceAll(url.PathEscape(src), "%2F", "/")
-	if _, err := b.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &b.bucket, Key: aws.String(dst), CopySource: aws.String(source)}); err != nil {
-		return fmt.Errorf("copy %s to %s: %w", src, dst, b.explain(err))
+	in := &s3.CopyObjectInput{Bucket: &b.bucket, Key: aws.String(dst), CopySource: aws.String(source)}
+	b.lock.applyCopy(in)
+	if _, err := b.client.CopyObject(ctx, in); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, b.explain(b.lock.explain(err, b.bucket, in.ObjectLockMode)))
 	}
 	return nil
 }

@@ -73,6 +73,14 @@ type Options struct {
 	// ProbePrefix is put before the probe key Check writes, e.g.
 	// "db_backups/production/", so prefix-scoped credentials pass Check.
 	ProbePrefix string
+	// ObjectLockDays > 0 gives every object Put or Copy writes an Object
+	// Lock retention of that many days, in ObjectLockMode (LockGovernance,
+	// the default, or LockCompliance); not Check's probe, nor the keys
+	// ObjectLockSkip reports, which must stay deletable. The bucket must
+	// have Object Lock enabled.
+	ObjectLockDays int
+	ObjectLockMode string
+	ObjectLockSkip func(key string) bool
 }
 
 // String describes the options without the secret.
@@ -97,6 +105,7 @@ type Backend struct {
 	region   string
 	// probePrefix goes before the key of Check's probe object.
 	probePrefix string
+	lock        objectLock
 }
 
 // New builds a client; it makes no request (call Check for that).
@@ -113,7 +122,11 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 	case o.Concurrency < 0:
 		return nil, fmt.Errorf("s3 store: concurrency %d is negative", o.Concurrency)
 	}
-	b := &Backend{bucket: o.Bucket, region: o.Region, probePrefix: o.ProbePrefix}
+	lock, err := newObjectLock(o)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{bucket: o.Bucket, region: o.Region, probePrefix: o.ProbePrefix, lock: lock}
 	if b.region == "" {
 		b.region = DefaultRegion
 	}
@@ -195,7 +208,9 @@ func (b *Backend) put(ctx context.Context, key string, r io.Reader, size int64) 
 	}
 	// Wrapping also hides io.Seeker, so the uploader never seeks the caller's reader.
 	src := &countingReader{r: r, want: size}
-	_, err := b.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: &b.bucket, Key: &key, Body: src})
+	in := &s3.PutObjectInput{Bucket: &b.bucket, Key: &key, Body: src}
+	b.lock.applyPut(in)
+	_, err := b.uploader.Upload(ctx, in)
 	if err == nil {
 		return nil
 	}
@@ -214,7 +229,7 @@ func (b *Backend) put(ctx context.Context, key string, r io.Reader, size int64) 
 	if src.err != nil && errors.Is(err, src.err) {
 		err = fmt.Errorf("read source: %w", src.err)
 	} else {
-		err = b.explain(err)
+		err = b.explain(b.lock.explain(err, b.bucket, in.ObjectLockMode))
 	}
 	if abortErr != nil {
 		return fmt.Errorf("%w; also abort multipart upload %s: %w", err, mf.UploadID(), b.explain(abortErr))
