@@ -164,7 +164,7 @@ func (e *env) backup(ctx context.Context, cfg *config.Config) (err error) {
 	fmt.Fprint(e.stdout, textTable(res, st.String()))
 	sealed := ""
 	if r := cfg.Encryption.Recipients; r != nil {
-		sealed = fmt.Sprintf("Encrypted with age to %d recipients: %s\n", len(r.Strings()), encryption.Describe(r.Strings()))
+		sealed = fmt.Sprintf("Encrypted with age to %s: %s\n", plural(len(r.Strings()), "recipient"), encryption.Describe(r.Strings()))
 		fmt.Fprint(e.stdout, sealed)
 	}
 	if e.gha == nil {
@@ -218,4 +218,12 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// plural says "1 recipient", "2 recipients".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -108,12 +108,15 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 		err  error
 		what string
 	}{
-		{upErr, "upload " + key},
+		{upErr, ""}, // the store's errors already say "upload <key>"
 		{copyErr, "read snapshot from host"},
 		{encErr, "encrypt"},
 		{dcErr, "decompress for verification"},
 	} {
 		if e.err != nil && !errors.Is(e.err, errStopped) {
+			if e.what == "" {
+				return nil, nil, e.err
+			}
 			return nil, nil, fmt.Errorf("%s: %w", e.what, e.err)
 		}
 	}
