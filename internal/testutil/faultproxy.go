@@ -124,3 +124,14 @@ func (p *FaultProxy) serve(c net.Conn, target string, limit int64) {
 	<-a
 	<-b
 }
+
+// Listen returns a listener on a free loopback port, closed at cleanup.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
