@@ -13,6 +13,7 @@ import (
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/config"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/humanize"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/remote"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/snapshot"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/store"
@@ -198,26 +199,13 @@ func textTable(res *backup.Result, dest string) string {
 func markdownSummary(res *backup.Result, dest string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### SQLite backup `%s`\n\nDestination: `%s` · manifest `%s` · %d files · %s stored · %s\n\n",
-		res.ID, dest, res.ManifestKey, len(res.Files), humanBytes(res.StoredBytes), res.Duration.Round(time.Second))
+		res.ID, dest, res.ManifestKey, len(res.Files), humanize.Bytes(res.StoredBytes), res.Duration.Round(time.Second))
 	b.WriteString("| File | Size | Stored | SHA-256 | Integrity | Duration |\n|---|---:|---:|---|---|---:|\n")
 	for _, f := range res.Files {
-		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s…` | %s | %s |\n", f.Name, humanBytes(f.Size), humanBytes(f.StoredSize),
+		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s…` | %s | %s |\n", f.Name, humanize.Bytes(f.Size), humanize.Bytes(f.StoredSize),
 			f.SHA256[:12], f.IntegrityCheck, f.Duration.Round(10*time.Millisecond))
 	}
 	return b.String()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // plural says "1 recipient", "2 recipients".

@@ -11,6 +11,7 @@ import (
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/catalog"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/config"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/encryption"
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/humanize"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/restore"
 	"github.com/sqlite-backup-action/sqlite-backup-action/internal/verify"
 )
@@ -137,7 +138,7 @@ func restoreMarkdown(res *restore.Result, src string) string {
 	}
 	b.WriteString("| File | Size | SHA-256 | Written to | Previous file |\n|---|---:|---|---|---|\n")
 	for _, f := range res.Files {
-		fmt.Fprintf(&b, "| `%s` | %s | `%s…` | `%s` | %s |\n", f.Name, humanBytes(f.Size), f.SHA256[:12], f.Path, code(f.PreRestore))
+		fmt.Fprintf(&b, "| `%s` | %s | `%s…` | `%s` | %s |\n", f.Name, humanize.Bytes(f.Size), f.SHA256[:12], f.Path, code(f.PreRestore))
 	}
 	if res.SafetyBackupID != "" {
 		fmt.Fprintf(&b, "\nSafety backup of the replaced databases: `%s`\n", res.SafetyBackupID)
@@ -223,7 +224,7 @@ func verifyMarkdown(res *verify.Result, src string) string {
 		if len(sum) > 12 {
 			sum = sum[:12] + "…"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %d (%d) | %s | %s |\n", f.Name, humanBytes(f.Size), sum, f.PageCount, f.ManifestPageCount, result, strings.Join(tables, ", "))
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %d (%d) | %s | %s |\n", f.Name, humanize.Bytes(f.Size), sum, f.PageCount, f.ManifestPageCount, result, strings.Join(tables, ", "))
 	}
 	return b.String()
 }

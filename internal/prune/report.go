@@ -3,8 +3,9 @@ package prune
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/sqlite-backup-action/sqlite-backup-action/internal/humanize"
 )
 
 // Action is what happened to a group in this run: keep, deleted, would
@@ -73,7 +74,7 @@ func (r *Result) Text() string {
 	for _, d := range r.Decisions {
 		g := d.Group
 		fmt.Fprintf(&b, "%-17s %-9s %-10s %5d %12s  %-*s %s\n", g.ID, Age(r.Now.Sub(g.Time)), g.State, g.Files(),
-			humanBytes(g.StoredBytes()), w, r.Action(d), d.Reason)
+			humanize.Bytes(g.StoredBytes()), w, r.Action(d), d.Reason)
 	}
 	if r.Shrink != nil {
 		fmt.Fprintf(&b, "warning: %s\n", r.Shrink)
@@ -94,7 +95,7 @@ func (r *Result) Markdown() string {
 	for _, d := range r.Decisions {
 		g := d.Group
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %d | %s | %s | %s |\n", g.ID, Age(r.Now.Sub(g.Time)), g.State, g.Files(),
-			humanBytes(g.StoredBytes()), r.Action(d), d.Reason)
+			humanize.Bytes(g.StoredBytes()), r.Action(d), d.Reason)
 	}
 	writeForeignMarkdown(&b, r.foreignObjects())
 	return b.String()
@@ -115,7 +116,7 @@ func (l *Listing) Text() string {
 	fmt.Fprintf(&b, "%s in %s: %d groups\n", l.Root, l.Store, len(l.Groups))
 	fmt.Fprintf(&b, "%-17s %-9s %-10s %5s %12s\n", "GROUP", "AGE", "STATE", "FILES", "STORED")
 	for _, g := range l.Groups {
-		fmt.Fprintf(&b, "%-17s %-9s %-10s %5d %12s\n", g.ID, g.Age, g.State, g.Files, humanBytes(g.StoredBytes))
+		fmt.Fprintf(&b, "%-17s %-9s %-10s %5d %12s\n", g.ID, g.Age, g.State, g.Files, humanize.Bytes(g.StoredBytes))
 	}
 	writeForeignText(&b, l.Foreign)
 	return b.String()
@@ -127,7 +128,7 @@ func (l *Listing) Markdown() string {
 	fmt.Fprintf(&b, "### Backup groups in `%s` of `%s`\n\n%d groups\n\n", l.Root, l.Store, len(l.Groups))
 	b.WriteString("| Group | Age | State | Files | Stored |\n|---|---:|---|---:|---:|\n")
 	for _, g := range l.Groups {
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %d | %s |\n", g.ID, g.Age, g.State, g.Files, humanBytes(g.StoredBytes))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %d | %s |\n", g.ID, g.Age, g.State, g.Files, humanize.Bytes(g.StoredBytes))
 	}
 	writeForeignMarkdown(&b, l.Foreign)
 	return b.String()
@@ -139,7 +140,7 @@ func writeForeignText(b *strings.Builder, foreign []ForeignObject) {
 	}
 	fmt.Fprintf(b, "foreign objects under the root, left alone: %d\n", len(foreign))
 	for _, f := range foreign {
-		fmt.Fprintf(b, "  %s (%s)\n", f.Key, humanBytes(f.Size))
+		fmt.Fprintf(b, "  %s (%s)\n", f.Key, humanize.Bytes(f.Size))
 	}
 }
 
@@ -149,19 +150,6 @@ func writeForeignMarkdown(b *strings.Builder, foreign []ForeignObject) {
 	}
 	fmt.Fprintf(b, "\nForeign objects under the root (not a group; left alone): %d\n\n", len(foreign))
 	for _, f := range foreign {
-		fmt.Fprintf(b, "- `%s` (%s)\n", strings.ReplaceAll(f.Key, "`", "'"), humanBytes(f.Size))
+		fmt.Fprintf(b, "- `%s` (%s)\n", strings.ReplaceAll(f.Key, "`", "'"), humanize.Bytes(f.Size))
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"debug/buildinfo"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,7 +49,7 @@ type S3Server struct {
 	SecretKey string
 	Region    string
 	Dir       string // posix root: one directory per bucket
-	log       *s3LogBuffer
+	log       *syncBuffer
 }
 
 // Log returns what the server printed so far.
@@ -76,7 +74,7 @@ func StartS3(t testing.TB) *S3Server {
 		SecretKey: s3RandHex(t, 20),
 		Region:    s3Region,
 		Dir:       filepath.Join(dir, "buckets"),
-		log:       &s3LogBuffer{},
+		log:       &syncBuffer{},
 	}
 	if err := os.Mkdir(s.Dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -291,21 +289,4 @@ func s3RandHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-type s3LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *s3LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *s3LogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
