@@ -20,6 +20,45 @@ type FaultProxy struct {
 	conns atomic.Int64
 	cuts  atomic.Int64
 	bytes atomic.Int64
+	open  openConns
+}
+
+// openConns tracks a proxy's live connections so cleanup can end them: a
+// client's idle keep-alive connection would otherwise never close.
+type openConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	done  bool
+}
+
+// add tracks c; it reports false (and closes c) once closeAll has run.
+func (o *openConns) add(c net.Conn) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		c.Close()
+		return false
+	}
+	if o.conns == nil {
+		o.conns = map[net.Conn]struct{}{}
+	}
+	o.conns[c] = struct{}{}
+	return true
+}
+
+func (o *openConns) remove(c net.Conn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.conns, c)
+}
+
+func (o *openConns) closeAll() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.done = true
+	for c := range o.conns {
+		c.Close()
+	}
 }
 
 // maxProxyConns bounds how many connections a proxy serves.
@@ -36,7 +75,7 @@ func StartFaultProxy(t testing.TB, target string, cutAfter ...int64) *FaultProxy
 	}
 	p := &FaultProxy{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ln: ln}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { ln.Close(); p.open.closeAll(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -74,11 +113,19 @@ func (p *FaultProxy) Cuts() int64 { return p.cuts.Load() }
 
 func (p *FaultProxy) serve(c net.Conn, target string, limit int64) {
 	defer c.Close()
+	if !p.open.add(c) {
+		return
+	}
+	defer p.open.remove(c)
 	up, err := net.Dial("tcp", target)
 	if err != nil {
 		return
 	}
 	defer up.Close()
+	if !p.open.add(up) {
+		return
+	}
+	defer p.open.remove(up)
 	var moved atomic.Int64
 	var once sync.Once
 	cut := func() {

@@ -15,6 +15,7 @@ import (
 type LinkProxy struct {
 	Host string
 	Port int
+	open openConns
 }
 
 // Addr is host:port of the proxy.
@@ -33,7 +34,7 @@ func StartLinkProxy(t testing.TB, target string, bitsPerSecond int64, oneWay tim
 	}
 	p := &LinkProxy{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { ln.Close(); p.open.closeAll(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -46,11 +47,19 @@ func StartLinkProxy(t testing.TB, target string, bitsPerSecond int64, oneWay tim
 			go func() {
 				defer wg.Done()
 				defer c.Close()
+				if !p.open.add(c) {
+					return
+				}
+				defer p.open.remove(c)
 				up, err := net.Dial("tcp", target)
 				if err != nil {
 					return
 				}
 				defer up.Close()
+				if !p.open.add(up) {
+					return
+				}
+				defer p.open.remove(up)
 				done := make(chan struct{}, 2)
 				go func() { shape(up, c, bitsPerSecond, oneWay); done <- struct{}{} }()
 				go func() { shape(c, up, bitsPerSecond, oneWay); done <- struct{}{} }()
