@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,13 +148,16 @@ func benchPipelines(b *testing.B, r *rig, bin string, mib int, link string, port
 		"--skip-unchanged=false", "--helper-cache=false")
 	b.ResetTimer()
 	var handWall, oursWall, oursRSS float64
+	var hostTempPeak int64
 	var oursStored int64
 	for i := 0; i < b.N; i++ {
 		handWall += hand.run(b, link+strconv.Itoa(i)).Seconds()
 		waitNextSecond()
 		cmd := exec.Command("/usr/bin/time", append([]string{"-v", bin, "backup"}, flags...)...)
 		cmd.Env = env
+		stopSampling := sampleDiskUse(r.tmp, &hostTempPeak)
 		out, err := cmd.CombinedOutput()
+		stopSampling()
 		if err != nil {
 			b.Fatalf("backup: %v\n%s", err, out)
 		}
@@ -173,11 +178,70 @@ func benchPipelines(b *testing.B, r *rig, bin string, mib int, link string, port
 	for _, s := range []string{"snapshot", "scp", "zstd", "upload"} {
 		stages = append(stages, fmt.Sprintf("%s %.1fs", s, hand.stages[s].Seconds()/n))
 	}
+	largest := largestFile(b, r.storage)
+	b.ReportMetric(float64(hostTempPeak)/float64(largest), "host-temp-x-largest-db")
+	mibps := func(bytes int64, stage string) float64 {
+		return float64(bytes) / n / (1 << 20) / (hand.stages[stage].Seconds() / n)
+	}
+	slowest := 0.0
+	for _, s := range hand.stages {
+		slowest = max(slowest, s.Seconds()/n)
+	}
+	b.Logf("%s ceilings (from the hand pipeline's stages): scp %.0f MiB/s, zstd -3 %.0f MiB/s, s5cmd upload %.0f MiB/s; "+
+		"slowest stage %.1f s, ours %.2f× of it; host temp dir peak %.0f MiB = %.2f× the largest database (%.0f MiB)",
+		link, mibps(hand.rawSSH, "scp"), mibps(hand.rawSSH, "zstd"), mibps(hand.stored, "upload"),
+		slowest, oursWall/n/slowest, float64(hostTempPeak)/(1<<20), float64(hostTempPeak)/float64(largest), float64(largest)/(1<<20))
 	b.Logf("\n| %s, %d MiB, live writer 300 tx/s | wall | peak RSS | over SSH | stored |\n|---|---:|---:|---:|---:|\n"+
 		"| hand pipeline (%s) | %.1f s | %.0f MiB | %.0f MiB | %.0f MiB |\n| sqlite-backup-action | %.1f s | %.0f MiB | %.0f MiB | %.0f MiB |\n| ratio | %.2f× | | | |",
 		link, mib, strings.Join(stages, ", "),
 		handWall/n, hand.peakKiB/1024, float64(hand.rawSSH)/n/(1<<20), float64(hand.stored)/n/(1<<20),
 		oursWall/n, oursRSS, float64(oursStored)/n/(1<<20), float64(oursStored)/n/(1<<20), oursWall/handWall)
+}
+
+// sampleDiskUse keeps the peak disk use (allocated blocks) of the files
+// under dir in *peak, sampling every 10 ms until stopped.
+func sampleDiskUse(dir string, peak *int64) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var sum int64
+			_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return nil
+				}
+				var st syscall.Stat_t
+				if syscall.Lstat(p, &st) == nil {
+					sum += st.Blocks * 512
+				}
+				return nil
+			})
+			*peak = max(*peak, sum)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// largestFile is the size of the largest file in dir.
+func largestFile(tb testing.TB, dir string) int64 {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var largest int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			largest = max(largest, info.Size())
+		}
+	}
+	return largest
 }
 
 // storedBytes sums the STORED column of the backup's table.

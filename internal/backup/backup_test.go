@@ -1,10 +1,10 @@
 package backup_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -42,14 +42,24 @@ func makeDBs(t *testing.T) string {
 // faultySource wraps a real local source and breaks one thing.
 type faultySource struct {
 	backup.Source
-	report func(*snapshot.File)              // changes what the host reports
-	open   func(io.ReadCloser) io.ReadCloser // changes the bytes read
+	report func(*snapshot.File)          // changes what the host reports (a growing file's final report)
+	open   func(io.ReaderAt) io.ReaderAt // changes the bytes read
 	closed bool
 }
 
 func (f *faultySource) Snapshot(ctx context.Context, previous map[string]string, emit func(snapshot.File) error) error {
 	return f.Source.Snapshot(ctx, previous, func(file snapshot.File) error {
-		if f.report != nil {
+		if f.report != nil && file.Growing {
+			final := make(chan snapshot.File, 1)
+			go func(in <-chan snapshot.File) {
+				defer close(final)
+				if fin, ok := <-in; ok {
+					f.report(&fin)
+					final <- fin
+				}
+			}(file.Final)
+			file.Final = final
+		} else if f.report != nil {
 			f.report(&file)
 		}
 		return emit(file)
@@ -61,23 +71,48 @@ func (f *faultySource) Open(ctx context.Context, p string) (io.ReadCloser, error
 	if err != nil || f.open == nil {
 		return rc, err
 	}
-	return f.open(rc), nil
+	ra, ok := rc.(io.ReaderAt)
+	if !ok {
+		return nil, fmt.Errorf("%T is not an io.ReaderAt", rc)
+	}
+	return readerAtCloser{ReaderAt: f.open(ra), Closer: rc}, nil
 }
 
 func (f *faultySource) Close() error { f.closed = true; return f.Source.Close() }
 
-type failingReader struct {
-	io.ReadCloser
-	after int64
-	n     int64
+type readerAtCloser struct {
+	io.ReaderAt
+	io.Closer
 }
 
-func (r *failingReader) Read(p []byte) (int, error) {
-	if r.n >= r.after {
+func (r readerAtCloser) Read([]byte) (int, error) {
+	return 0, errors.New("read a growing file with ReadAt")
+}
+
+// failingReader reads up to offset after, then fails.
+type failingReader struct {
+	io.ReaderAt
+	after int64
+}
+
+func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= r.after {
 		return 0, errors.New("connection lost")
 	}
-	n, err := r.ReadCloser.Read(p)
-	r.n += int64(n)
+	return r.ReaderAt.ReadAt(p[:min(int64(len(p)), r.after-off)], off)
+}
+
+// flippingReader flips the byte at offset at.
+type flippingReader struct {
+	io.ReaderAt
+	at int64
+}
+
+func (r flippingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.ReaderAt.ReadAt(p, off)
+	if i := r.at - off; i >= 0 && i < int64(n) {
+		p[i] ^= 0xff
+	}
 	return n, err
 }
 
@@ -113,15 +148,10 @@ func TestRunFaults(t *testing.T) {
 			f.report = func(file *snapshot.File) { file.PageCount++ }
 		}, "", "host reported"},
 		{"bytes flipped in transit", func(f *faultySource) {
-			f.open = func(rc io.ReadCloser) io.ReadCloser {
-				b, _ := io.ReadAll(rc)
-				rc.Close()
-				b[len(b)/2] ^= 0xff
-				return io.NopCloser(bytes.NewReader(b))
-			}
+			f.open = func(ra io.ReaderAt) io.ReaderAt { return flippingReader{ReaderAt: ra, at: 100} }
 		}, "", "a.sqlite3"},
 		{"connection lost mid-file", func(f *faultySource) {
-			f.open = func(rc io.ReadCloser) io.ReadCloser { return &failingReader{ReadCloser: rc, after: 5000} }
+			f.open = func(ra io.ReaderAt) io.ReaderAt { return failingReader{ReaderAt: ra, after: 5000} }
 		}, "", "connection lost"},
 		{"upload fails", func(*faultySource) {}, "b.sqlite3", "503 SlowDown"},
 		{"manifest upload fails", func(*faultySource) {}, catalog.ManifestName, "503 SlowDown"},

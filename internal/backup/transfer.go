@@ -29,11 +29,24 @@ import (
 // FileResult (Duration: the transfer's) is valid only once check returned nil.
 func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key string) (_ *FileResult, check func(context.Context) error, err error) {
 	start := time.Now()
-	rc, err := src.Open(ctx, f.Path)
+	file, err := src.Open(ctx, f.Path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open snapshot on host: %w", err)
 	}
-	defer rc.Close()
+	defer file.Close()
+	rc := io.Reader(file)
+	var grown *follower
+	if f.Growing {
+		// The helper is still compressing: read it as it grows, to the
+		// size its finished report gives.
+		ra, ok := file.(io.ReaderAt)
+		if !ok {
+			return nil, nil, fmt.Errorf("open snapshot on host: %T cannot be read while it grows", file)
+		}
+		grown = follow(ctx, ra, f.Final)
+		defer grown.Close()
+		rc = grown
+	}
 
 	tmp, err := os.CreateTemp(o.TempDir, "sba-verify-*.sqlite3")
 	if err != nil {
@@ -53,6 +66,9 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 	size := f.StoredSize
 	if o.Recipients != nil {
 		size = o.Recipients.EncryptedSize(f.StoredSize)
+	}
+	if grown != nil {
+		size = -1 // not known until the helper finishes
 	}
 	upDone := make(chan error, 1)
 	go func() {
@@ -125,6 +141,16 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 	}
 	if err := tmp.Close(); err != nil {
 		return nil, nil, fmt.Errorf("runner temp file: %w", err)
+	}
+	if grown != nil {
+		fin := grown.Final()
+		if fin.Name != f.Name || fin.Path != f.Path || fin.Compression != f.Compression {
+			return nil, nil, fmt.Errorf("helper finished %s (%s) while %s (%s) was being read", fin.Name, fin.Path, f.Name, f.Path)
+		}
+		f = fin
+		if o.Recipients != nil {
+			size = o.Recipients.EncryptedSize(f.StoredSize)
+		}
 	}
 	what := "stored file"
 	if enc != nil {
@@ -222,7 +248,8 @@ func (c *counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// progress logs bytes and rate every ProgressEvery until stopped.
+// progress logs bytes and rate every ProgressEvery until stopped; total
+// is 0 while it is not known.
 func (o Options) progress(name string, total int64, c *counter) (stop func()) {
 	done := make(chan struct{})
 	start := time.Now()
@@ -236,7 +263,11 @@ func (o Options) progress(name string, total int64, c *counter) (stop func()) {
 			case <-t.C:
 				n := c.n.Load()
 				rate := float64(n) / time.Since(start).Seconds() / (1 << 20)
-				o.Log.Info("transfer", "file", name, "bytes", n, "of", total, "mib_per_s", fmt.Sprintf("%.1f", rate))
+				if total > 0 {
+					o.Log.Info("transfer", "file", name, "bytes", n, "of", total, "mib_per_s", fmt.Sprintf("%.1f", rate))
+				} else { // still being compressed on the host: the total is not known yet
+					o.Log.Info("transfer", "file", name, "bytes", n, "mib_per_s", fmt.Sprintf("%.1f", rate))
+				}
 			}
 		}
 	}()

@@ -284,14 +284,23 @@ func (r *Remote) removeLeftovers(ctx context.Context) {
 	}
 }
 
-// Snapshot runs the helper and calls emit for each finished snapshot
-// while the helper goes on with the next database.
+// Snapshot runs the helper and calls emit for each snapshot while the
+// helper goes on: a compressed file is reported Growing as soon as the
+// helper starts writing it (read it as it grows; Final says when it is
+// done), and the next database is snapshotted while it streams.
 // previous maps database names to the SHA-256 of their last snapshot.
 func (r *Remote) Snapshot(ctx context.Context, previous map[string]string, emit func(File) error) error {
+	return pair(ctx, func(ctx context.Context, report func(File) error) error {
+		return r.run(ctx, previous, report)
+	}, emit)
+}
+
+// run runs the helper and reports every file line it prints.
+func (r *Remote) run(ctx context.Context, previous map[string]string, report func(File) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	words := []string{r.helper, "helper", "snapshot", "--dir", r.dir, "--include", r.o.Include,
-		"--out", path.Join(r.tmp, "out"), "--compression", r.o.Compression, "--clean-stale", r.o.TempDir}
+		"--out", path.Join(r.tmp, "out"), "--compression", r.o.Compression, "--clean-stale", r.o.TempDir, "--follow"}
 	for name, sum := range previous {
 		words = append(words, "--previous", name+"="+sum)
 	}
@@ -308,13 +317,13 @@ func (r *Remote) Snapshot(ctx context.Context, previous map[string]string, emit 
 		waitErr <- err
 	}()
 	var helperErr string
-	var emitErr error
+	var reportErr error
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() && emitErr == nil {
+	for sc.Scan() && reportErr == nil {
 		var l Line
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			emitErr = fmt.Errorf("helper printed something unexpected: %q", truncate(sc.Text(), 200))
+			reportErr = fmt.Errorf("helper printed something unexpected: %q", truncate(sc.Text(), 200))
 			break
 		}
 		switch {
@@ -322,17 +331,17 @@ func (r *Remote) Snapshot(ctx context.Context, previous map[string]string, emit 
 			helperErr = l.Error
 		case l.File != nil:
 			if (!l.File.Unchanged && !strings.HasPrefix(l.File.Path, r.tmp+"/")) || ValidateBaseName(l.File.Name) != nil {
-				emitErr = fmt.Errorf("helper reported an unexpected path %q", l.File.Path)
+				reportErr = fmt.Errorf("helper reported an unexpected path %q", l.File.Path)
 				break
 			}
-			emitErr = emit(*l.File)
+			reportErr = report(*l.File)
 		}
 	}
-	if emitErr != nil {
+	if reportErr != nil {
 		cancel()
 		go io.Copy(io.Discard, pr) // let the session finish
 		<-waitErr
-		return emitErr
+		return reportErr
 	}
 	err = <-waitErr
 	if helperErr != "" {
@@ -348,7 +357,8 @@ func (r *Remote) Snapshot(ctx context.Context, previous map[string]string, emit 
 	return sc.Err()
 }
 
-// Open reads a finished snapshot over SFTP (concurrent reads).
+// Open reads a snapshot over SFTP (concurrent reads); the file is an
+// io.ReaderAt, for reading a Growing one.
 func (r *Remote) Open(_ context.Context, p string) (io.ReadCloser, error) {
 	f, err := r.o.Client.SFTP().Open(p)
 	if err != nil {

@@ -39,8 +39,9 @@ const (
 )
 
 const helperUsage = `usage:
-  helper snapshot --dir DIR --include GLOB --out OUTDIR [--compression zstd|gzip|none]
+  helper snapshot --dir DIR --include GLOB --out OUTDIR [--compression zstd|gzip|none] [--follow]
       snapshot each database in DIR matching GLOB into OUTDIR; prints one JSON line per file
+      (with --follow, also one as each compressed file is started, marked "growing")
   helper version
       print the helper and SQLite versions as one JSON line
 `
@@ -86,6 +87,7 @@ func helperSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer
 	fl.StringVar(&req.Include, "include", "", "glob of database file names")
 	fl.StringVar(&req.OutDir, "out", "", "private directory for the snapshots")
 	fl.StringVar(&req.Compression, "compression", CompressionZstd, "zstd, gzip or none")
+	fl.BoolVar(&req.Follow, "follow", false, "report each file as growing once its compressed copy is started, then again when finished")
 	var cleanDir string
 	fl.StringVar(&cleanDir, "clean-stale", "", "remote_temp_dir: remove temp dirs of dead earlier runs found there")
 	fl.Func("previous", "NAME=SHA256 of a database's snapshot in the newest backup (repeatable): unchanged ones are not sent",

@@ -33,10 +33,11 @@ func NewLocal(dir, include, compression, tempDir string) (*Local, error) {
 }
 
 // Snapshot takes every snapshot in turn; previous as in Request.Previous.
+// Compressed files are reported Growing, as the remote helper does.
 func (l *Local) Snapshot(ctx context.Context, previous map[string]string, emit func(File) error) error {
 	req := l.req
-	req.Previous = previous
-	return Run(ctx, req, emit)
+	req.Previous, req.Follow = previous, true
+	return pair(ctx, func(ctx context.Context, report func(File) error) error { return Run(ctx, req, report) }, emit)
 }
 
 // Open reads a finished snapshot.

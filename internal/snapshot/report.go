@@ -35,6 +35,10 @@ type Request struct {
 	// Unchanged and not compressed or sent: the runner copies the stored
 	// object server-side instead.
 	Previous map[string]string
+	// Follow reports each file twice when it is compressed: as Growing once
+	// the compressed file exists, so the runner reads it while it is being
+	// written, then finished, with its sizes and hashes.
+	Follow bool
 }
 
 // File is the helper's report for one database: one JSON line on stdout.
@@ -50,8 +54,14 @@ type File struct {
 	StoredSHA256  string `json:"stored_sha256"`  // hex SHA-256 of the stored file
 	Compression   string `json:"compression"`
 	Unchanged     bool   `json:"unchanged,omitempty"` // equals Request.Previous: nothing stored, Path empty
-	SnapshotMS    int64  `json:"snapshot_ms"`         // time spent in VACUUM INTO
-	CompressMS    int64  `json:"compress_ms"`         // time spent compressing and hashing
+	// Growing: Path is still being written; the same Name is reported again
+	// when it is finished. Stored sizes and hashes are not known yet.
+	Growing    bool  `json:"growing,omitempty"`
+	SnapshotMS int64 `json:"snapshot_ms"` // time spent in VACUUM INTO
+	CompressMS int64 `json:"compress_ms"` // time spent compressing and hashing
+	// Final, on the runner, delivers a Growing file's finished report; it
+	// is closed without one when the helper stopped first.
+	Final <-chan File `json:"-"`
 }
 
 // Line is one line the helper prints: a finished file, or a fatal error

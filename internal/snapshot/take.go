@@ -23,8 +23,8 @@ import (
 const (
 	partialSuffix = ".partial"
 	mib           = 1 << 20
-	// spaceSlack is added to every free-space estimate: the raw snapshot and
-	// its compressed copy coexist until the raw one is removed.
+	// spaceSlack is added to every free-space estimate: file system
+	// overhead, and compressed output that has not met a released block yet.
 	spaceSlack = 8 * mib
 	// copyBuffer is the read/write buffer of the hash and compress pass.
 	copyBuffer = 1 * mib
@@ -62,7 +62,7 @@ func (t taker) run(ctx context.Context, req Request, emit func(File) error) erro
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("snapshot %s: %w", name, err)
 		}
-		f, err := t.one(ctx, req, name)
+		f, err := t.one(ctx, req, name, emit)
 		if err != nil {
 			return err
 		}
@@ -151,8 +151,10 @@ func checkCollisions(names []string, compression string) error {
 	return nil
 }
 
-// one snapshots, checks and compresses the database name.
-func (t taker) one(ctx context.Context, req Request, name string) (_ File, err error) {
+// one snapshots, checks and compresses the database name. With
+// req.Follow it reports the file as Growing (through emit) when the
+// compressed file is created, so the runner can read it as it grows.
+func (t taker) one(ctx context.Context, req Request, name string, emit func(File) error) (_ File, err error) {
 	src := filepath.Join(req.Dir, name)
 	partial := filepath.Join(req.OutDir, name+partialSuffix)
 	raw := filepath.Join(req.OutDir, name)
@@ -192,7 +194,22 @@ func (t taker) one(ctx context.Context, req Request, name string) (_ File, err e
 			return f, os.Remove(raw)
 		}
 	}
-	if err := hashAndCompress(raw, stored, req.Compression, &f); err != nil {
+	var started func() error
+	if req.Follow {
+		started = func() error {
+			st, err := os.Stat(raw)
+			if err != nil {
+				return err
+			}
+			g := File{Name: f.Name, Size: st.Size(), PageSize: f.PageSize, PageCount: f.PageCount,
+				SQLiteVersion: f.SQLiteVersion, Path: f.Path, Compression: f.Compression, Growing: true, SnapshotMS: f.SnapshotMS}
+			if err := emit(g); err != nil {
+				return fmt.Errorf("report %s: %w", name, err)
+			}
+			return nil
+		}
+	}
+	if err := hashAndCompress(raw, stored, req.Compression, &f, started); err != nil {
 		return File{}, fmt.Errorf("compress snapshot of %s: %w", src, err)
 	}
 	f.CompressMS = time.Since(start).Milliseconds()
@@ -220,7 +237,7 @@ func hashFile(p string) (string, int64, error) {
 }
 
 // checkSpace fails when outDir's filesystem cannot hold the snapshot of src
-// and its compressed copy, estimated from the database and WAL sizes.
+// while it is compressed, estimated from the database and WAL sizes.
 func (t taker) checkSpace(src, outDir, name string) error {
 	var need int64
 	for _, p := range []string{src, src + "-wal"} {
@@ -233,7 +250,9 @@ func (t taker) checkSpace(src, outDir, name string) error {
 		}
 		need += st.Size()
 	}
-	need = need + need/10 + spaceSlack
+	// The compressed copy takes the blocks the raw snapshot releases as it
+	// is read (releasingReader): about one database's worth in all.
+	need = need + min(need, releaseEvery) + spaceSlack
 	var st unix.Statfs_t
 	if err := t.statfs(outDir, &st); err != nil {
 		return fmt.Errorf("free space in %s: %w", outDir, err)
@@ -299,17 +318,20 @@ func sqlString(s string) string {
 }
 
 // hashAndCompress reads raw once, hashing it and writing it compressed to
-// stored (hashed too), which it syncs. With no compression stored == raw
-// and the pass only hashes and syncs. It fills f's sizes and hashes.
-func hashAndCompress(raw, stored, compression string, f *File) (err error) {
-	in, err := os.Open(raw)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	rawHash := sha256.New()
-	tee := io.TeeReader(in, rawHash)
+// stored (hashed too). With no compression stored == raw and the pass
+// only hashes. It fills f's sizes and hashes. started, if not nil, is
+// called once stored exists and before any of it is written. The part of
+// raw already compressed is released as the pass goes (a punched hole), so
+// raw and stored together hold about one database's worth of disk.
+func hashAndCompress(raw, stored, compression string, f *File, started func() error) (err error) {
 	if stored == raw {
+		in, err := os.Open(raw)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		rawHash := sha256.New()
+		tee := io.TeeReader(in, rawHash)
 		if f.Size, err = io.CopyBuffer(io.Discard, tee, make([]byte, copyBuffer)); err != nil {
 			return fmt.Errorf("read %s: %w", raw, err)
 		}
@@ -317,11 +339,23 @@ func hashAndCompress(raw, stored, compression string, f *File) (err error) {
 		f.StoredSize, f.StoredSHA256 = f.Size, f.SHA256
 		return nil
 	}
+	in, err := os.OpenFile(raw, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	rawHash := sha256.New()
+	tee := io.TeeReader(&releasingReader{f: in}, rawHash)
 	out, err := os.OpenFile(stored, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, out.Close()) }()
+	if started != nil {
+		if err := started(); err != nil {
+			return err
+		}
+	}
 	storedHash := sha256.New()
 	counted := &countWriter{w: io.MultiWriter(out, storedHash)}
 	buf := bufio.NewWriterSize(counted, copyBuffer)
@@ -360,6 +394,36 @@ func newCompressor(compression string, w io.Writer) (io.WriteCloser, error) {
 	default:
 		return nil, fmt.Errorf("unknown compression %q", compression)
 	}
+}
+
+// releaseEvery is how much of the raw snapshot is read before the part
+// already read is handed back to the filesystem.
+const releaseEvery = 16 * mib
+
+// releasingReader reads f from the start and punches a hole over what it
+// has read every releaseEvery bytes (FALLOC_FL_PUNCH_HOLE keeps the size),
+// so the raw snapshot shrinks on disk as its compressed copy grows. A
+// filesystem that cannot punch holes just keeps the blocks until f is
+// removed.
+type releasingReader struct {
+	f        *os.File
+	off      int64 // bytes read
+	released int64 // bytes released
+	disabled bool
+}
+
+func (r *releasingReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.off += int64(n)
+	if !r.disabled && r.off-r.released >= releaseEvery {
+		end := r.off &^ (mib - 1) // whole MiBs: every block size divides it
+		if perr := unix.Fallocate(int(r.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.released, end-r.released); perr != nil {
+			r.disabled = true // EOPNOTSUPP and the like: nothing is lost but space
+		} else {
+			r.released = end
+		}
+	}
+	return n, err
 }
 
 type countWriter struct {

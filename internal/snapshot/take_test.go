@@ -217,7 +217,7 @@ func TestRunFreeSpace(t *testing.T) {
 		}
 		live += st.Size()
 	}
-	need := uint64(live + live/10 + 8<<20)
+	need := uint64(live + min(live, 16<<20) + 8<<20)
 	fakeDisk := func(free uint64) func(string, *unix.Statfs_t) error {
 		return func(_ string, st *unix.Statfs_t) error {
 			st.Bsize, st.Bavail = 4096, free/4096
