@@ -96,10 +96,11 @@ type failingReader struct {
 }
 
 func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
-	if off >= r.after {
-		return 0, errors.New("connection lost")
+	if off+int64(len(p)) <= r.after {
+		return r.ReaderAt.ReadAt(p, off)
 	}
-	return r.ReaderAt.ReadAt(p[:min(int64(len(p)), r.after-off)], off)
+	n, _ := r.ReaderAt.ReadAt(p[:max(0, r.after-off)], off)
+	return n, errors.New("connection lost")
 }
 
 // flippingReader flips the byte at offset at.

@@ -11,9 +11,11 @@ import (
 )
 
 const (
-	// followChunk is one read of a growing file: over SFTP it is split into
-	// concurrent requests, and with two in flight the link stays busy.
-	followChunk = 2 << 20
+	// followChunk is one read of a growing file (over SFTP, split into
+	// concurrent requests); followDepth reads are in flight at once, so the
+	// link stays busy across round trips.
+	followChunk = 1 << 20
+	followDepth = 4
 	// followPoll is how long to wait when the reader has caught up with
 	// the helper's compressor.
 	followPoll = 20 * time.Millisecond
@@ -22,7 +24,7 @@ const (
 // follower reads a file that the helper is still writing, from the start
 // to the size in its finished report: what is there is read at once, and
 // when the reader catches up it waits for more (or for the report). Reads
-// run one chunk ahead of the consumer on their own goroutine.
+// run ahead of the consumer, several at once.
 type follower struct {
 	chunks chan chunk
 	free   chan []byte
@@ -43,9 +45,13 @@ type chunk struct {
 // follow starts reading ra, which grows until final delivers its report.
 func follow(ctx context.Context, ra io.ReaderAt, final <-chan snapshot.File) *follower {
 	ctx, stop := context.WithCancel(ctx)
-	f := &follower{ctx: ctx, chunks: make(chan chunk, 1), free: make(chan []byte, 2), stop: stop, done: make(chan struct{})}
-	f.free <- make([]byte, followChunk)
-	f.free <- make([]byte, followChunk)
+	// Buffers: the reads in flight, one queued for the consumer and the
+	// one it is reading.
+	const buffers = followDepth + 2
+	f := &follower{ctx: ctx, chunks: make(chan chunk, 1), free: make(chan []byte, buffers), stop: stop, done: make(chan struct{})}
+	for range buffers {
+		f.free <- make([]byte, followChunk)
+	}
 	go f.run(ctx, ra, final)
 	return f
 }
@@ -60,42 +66,93 @@ func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapsho
 			return false
 		}
 	}
-	var off int64
-	size := int64(-1) // until the finished report
+	type read struct {
+		off  int64
+		buf  []byte
+		n    int
+		err  error
+		done chan struct{}
+	}
+	var (
+		off   int64       // bytes handed on
+		next  int64       // where the next read starts
+		size  = int64(-1) // until the finished report
+		queue []*read     // reads in flight, in file order
+	)
+	// A read past what the compressor wrote comes back short; the reads
+	// after it are dropped (their buffers come back) and the window
+	// restarts where the short one ended.
+	drop := func() bool {
+		for _, r := range queue {
+			select {
+			case <-r.done:
+				f.free <- r.buf[:cap(r.buf)]
+			case <-ctx.Done():
+				return false
+			}
+		}
+		queue, next = nil, off
+		return true
+	}
 	for {
-		var buf []byte
+		// Keep followDepth reads in flight while buffers are free.
+		for len(queue) < followDepth && (size < 0 || next < size) {
+			var buf []byte
+			if len(queue) == 0 {
+				select {
+				case buf = <-f.free:
+				case <-ctx.Done():
+					return
+				}
+			} else {
+				select {
+				case buf = <-f.free:
+				default:
+				}
+				if buf == nil {
+					break
+				}
+			}
+			if size >= 0 {
+				buf = buf[:min(int64(len(buf)), size-next)]
+			}
+			r := &read{off: next, buf: buf, done: make(chan struct{})}
+			go func() { r.n, r.err = ra.ReadAt(r.buf, r.off); close(r.done) }()
+			queue = append(queue, r)
+			next += int64(len(buf))
+		}
+		if len(queue) == 0 { // off == size: the whole file is handed on
+			// A file longer than reported is as wrong as a shorter one.
+			if n, _ := ra.ReadAt(make([]byte, 1), off); n > 0 {
+				send(chunk{err: fmt.Errorf("file is longer than the %d bytes the helper reported", size)})
+			} else {
+				send(chunk{err: io.EOF})
+			}
+			return
+		}
+		r := queue[0]
 		select {
-		case buf = <-f.free:
+		case <-r.done:
 		case <-ctx.Done():
 			return
 		}
-		if size >= 0 {
-			if off > size {
-				send(chunk{err: fmt.Errorf("file is longer than the %d bytes the helper reported", size)})
+		queue = queue[1:]
+		off += int64(r.n)
+		if r.n > 0 {
+			if !send(chunk{b: r.buf[:r.n]}) {
 				return
 			}
-			if off == size {
-				// A file longer than reported is as wrong as a shorter one.
-				if n, _ := ra.ReadAt(buf[:1], off); n > 0 {
-					send(chunk{err: fmt.Errorf("file is longer than the %d bytes the helper reported", size)})
-				} else {
-					send(chunk{err: io.EOF})
-				}
-				return
-			}
-			buf = buf[:min(int64(len(buf)), size-off)]
+		} else {
+			f.free <- r.buf[:cap(r.buf)]
 		}
-		n, err := ra.ReadAt(buf, off)
-		off += int64(n)
-		if n > 0 {
-			if !send(chunk{b: buf[:n]}) {
-				return
-			}
+		if r.n == len(r.buf) {
 			continue
 		}
-		f.free <- buf[:cap(buf)]
-		if err != nil && !errors.Is(err, io.EOF) {
-			send(chunk{err: err})
+		if !drop() {
+			return
+		}
+		if r.err != nil && !errors.Is(r.err, io.EOF) {
+			send(chunk{err: r.err})
 			return
 		}
 		if size >= 0 {
@@ -110,6 +167,10 @@ func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapsho
 				return
 			}
 			f.final, size = fin, fin.StoredSize
+			if off > size {
+				send(chunk{err: fmt.Errorf("file is longer than the %d bytes the helper reported", size)})
+				return
+			}
 		case <-time.After(followPoll):
 		case <-ctx.Done():
 			return
