@@ -1,9 +1,11 @@
 package app_test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -417,4 +419,48 @@ func TestBackupSkipsUnchanged(t *testing.T) {
 			t.Errorf("%s copied with skip_unchanged off", f.Name)
 		}
 	}
+}
+
+// TestBackupInOneDatabaseOfTempSpace: a remote_temp_dir with room for the
+// largest database plus a margin, but not for its snapshot and compressed
+// copy side by side (the data is incompressible) nor for two databases,
+// still takes a complete backup: the helper releases the raw snapshot as
+// it compresses, and waits for the runner to take the previous file.
+func TestBackupInOneDatabaseOfTempSpace(t *testing.T) {
+	r := newRig(t, 12000, 4096) // about 50 MiB of random pads per database
+	var largest int64
+	for _, name := range testutil.RailsDatabases() {
+		var n int64 // the helper's estimate counts the WAL too
+		for _, suffix := range []string{"", "-wal"} {
+			if st, err := os.Stat(filepath.Join(r.storage, name+suffix)); err == nil {
+				n += st.Size()
+			}
+		}
+		largest = max(largest, n)
+	}
+	helper, err := os.Stat(filepath.Join(helperDir(t), snapshot.HelperName(runtime.GOARCH)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mib = 1 << 20
+	// The helper's estimate: database + up to 16 MiB not yet released + 8 MiB slack.
+	size := largest + min(largest, 16*mib) + 8*mib + helper.Size() + 6*mib
+	if size >= 2*largest {
+		t.Fatalf("tmpfs of %d MiB would hold raw and compressed side by side: make the databases larger", size/mib)
+	}
+	tmp := testutil.MountTmpfs(t, fmt.Sprintf("size=%dk", size/1024), r.sshd.UID, r.sshd.GID)
+	var peak int64
+	stop := sampleDiskUse(tmp, &peak)
+	code, stdout, stderr := runMain(t, append([]string{"backup", "--helper-cache=false"}, append(r.flags(), "--remote-temp-dir", tmp)...), r.env)
+	stop()
+	if code != app.ExitOK {
+		t.Fatalf("exit %d in a %d MiB temp dir (largest database %d MiB)\n%s\n%s", code, size/mib, largest/mib, stdout, stderr)
+	}
+	keys := listKeys(t, r.s3)
+	if len(keys) != len(testutil.RailsDatabases())+1 {
+		t.Errorf("bucket holds %d objects, want %d files and a manifest:\n%s", len(keys), len(testutil.RailsDatabases()), strings.Join(keys, "\n"))
+	}
+	assertNoTempLeft(t, tmp)
+	t.Logf("temp dir of %d MiB; largest database %d MiB; peak use %d MiB (%.2f× the largest, the helper binary included)",
+		size/mib, largest/mib, peak/mib, float64(peak)/float64(largest))
 }

@@ -39,7 +39,14 @@ const (
 type taker struct {
 	// statfs reports the filesystem holding a path (unix.Statfs).
 	statfs func(path string, st *unix.Statfs_t) error
+	// spaceWait bounds how long a snapshot waits for the runner to free
+	// the space of earlier ones.
+	spaceWait time.Duration
 }
+
+// defaultSpaceWait is how long a snapshot waits for space that earlier
+// snapshots, still being read, will free.
+const defaultSpaceWait = 10 * time.Minute
 
 // Run snapshots every database in req.Dir whose name matches req.Include,
 // in name order, into req.OutDir, and calls emit with each finished file
@@ -50,7 +57,7 @@ type taker struct {
 // checkpointed) and copied with VACUUM INTO, which gives a consistent,
 // self-contained file while writers carry on.
 func Run(ctx context.Context, req Request, emit func(File) error) error {
-	return taker{statfs: unix.Statfs}.run(ctx, req, emit)
+	return taker{statfs: unix.Statfs, spaceWait: defaultSpaceWait}.run(ctx, req, emit)
 }
 
 func (t taker) run(ctx context.Context, req Request, emit func(File) error) error {
@@ -164,7 +171,7 @@ func (t taker) one(ctx context.Context, req Request, name string, emit func(File
 			err = errors.Join(err, removeAll(partial, raw, stored))
 		}
 	}()
-	if err := t.checkSpace(src, req.OutDir, name); err != nil {
+	if err := t.waitForSpace(ctx, src, req.OutDir, name); err != nil {
 		return File{}, err
 	}
 	f := File{Name: name, Compression: req.Compression, Path: stored}
@@ -234,6 +241,29 @@ func hashFile(p string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// waitForSpace is checkSpace, except that while earlier snapshots are still
+// in outDir (the runner is still reading them; it removes each when it is
+// stored) a shortage is waited out, for up to spaceWait: the next snapshot
+// overlaps the previous transfer when there is room, and waits when not.
+func (t taker) waitForSpace(ctx context.Context, src, outDir, name string) error {
+	deadline := time.Now().Add(t.spaceWait)
+	for {
+		err := t.checkSpace(src, outDir, name)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		entries, rerr := os.ReadDir(outDir)
+		if rerr != nil || len(entries) == 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (waited for the runner to take the previous snapshot: %w)", err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // checkSpace fails when outDir's filesystem cannot hold the snapshot of src

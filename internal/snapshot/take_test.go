@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -342,5 +343,62 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWaitForSpace: a snapshot that does not fit waits while an earlier
+// one is still in the out dir (the runner removes it once stored), and
+// fails at once when nothing there will be freed.
+func TestWaitForSpace(t *testing.T) {
+	dir := t.TempDir()
+	addRows(t, openWriter(t, filepath.Join(dir, "b.sqlite3")), 100, 100)
+	tests := []struct {
+		name      string
+		earlier   bool          // an earlier snapshot is in the out dir
+		removeIn  time.Duration // when the runner removes it (0: never)
+		spaceWait time.Duration
+		wantErr   bool
+	}{
+		{"earlier one removed", true, 300 * time.Millisecond, 10 * time.Second, false},
+		{"nothing to wait for", false, 0, 10 * time.Second, true},
+		{"earlier one never removed", true, 0, 400 * time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := t.TempDir()
+			earlier := filepath.Join(out, "a.sqlite3.zst")
+			if tt.earlier {
+				if err := os.WriteFile(earlier, []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.removeIn > 0 {
+				time.AfterFunc(tt.removeIn, func() { os.Remove(earlier) })
+			}
+			// The disk is full while the earlier snapshot is there.
+			statfs := func(_ string, st *unix.Statfs_t) error {
+				st.Bsize, st.Bavail = 4096, 1<<30/4096
+				if _, err := os.Stat(earlier); err == nil || !tt.earlier {
+					st.Bavail = 1
+				}
+				return nil
+			}
+			start := time.Now()
+			err := taker{statfs: statfs, spaceWait: tt.spaceWait}.waitForSpace(context.Background(),
+				filepath.Join(dir, "b.sqlite3"), out, "b.sqlite3")
+			took := time.Since(start)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("waitForSpace() = %v after %v, want error: %t", err, took, tt.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), "not enough space") {
+				t.Errorf("error %q does not say what is short", err)
+			}
+			if !tt.wantErr && took < tt.removeIn {
+				t.Errorf("returned after %v, before the earlier snapshot was removed", took)
+			}
+			if !tt.earlier && took > time.Second {
+				t.Errorf("waited %v with nothing to wait for", took)
+			}
+		})
 	}
 }
