@@ -14,8 +14,8 @@ const (
 	// followChunk is one read of a growing file (over SFTP, split into
 	// concurrent requests); followDepth reads are in flight at once, so the
 	// link stays busy across round trips.
-	followChunk = 1 << 20
-	followDepth = 4
+	followChunk = 512 << 10
+	followDepth = 6
 	// followPoll is how long to wait when the reader has caught up with
 	// the helper's compressor.
 	followPoll = 20 * time.Millisecond

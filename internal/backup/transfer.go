@@ -190,6 +190,8 @@ func (o Options) transfer(ctx context.Context, src Source, f snapshot.File, key 
 		return nil
 	}
 	fr.Duration = time.Since(start)
+	o.Log.Info("stored", "file", f.Name, "key", key, "bytes", fr.StoredSize, "host_snapshot_ms", f.SnapshotMS,
+		"host_compress_ms", f.CompressMS, "transfer_ms", fr.Duration.Milliseconds())
 	return fr, check, nil
 }
 

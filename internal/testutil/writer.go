@@ -80,7 +80,28 @@ type WriterStats struct {
 	ErrorSamples    []string      `json:"error_samples,omitempty"`
 	// UID is the user id the writer process ran as.
 	UID int `json:"uid"`
+	// Slow lists the first commits slower than slowCommit: when, and which
+	// step of the transaction took the time.
+	Slow []SlowCommit `json:"slow,omitempty"`
 }
+
+// SlowCommit is one transaction slower than slowCommit.
+type SlowCommit struct {
+	At      time.Time     `json:"at"`
+	Latency time.Duration `json:"latency_ns"`
+	File    string        `json:"file"`
+	Step    string        `json:"step"` // begin, insert, update or commit: the slowest
+}
+
+// String is one line for a log.
+func (c SlowCommit) String() string {
+	return fmt.Sprintf("%s %s %s (%s)", c.At.Format("15:04:05.000"), c.Latency.Round(time.Millisecond), filepath.Base(c.File), c.Step)
+}
+
+const (
+	slowCommit = 50 * time.Millisecond
+	maxSlow    = 50
+)
 
 // writerConfig is the child's configuration, passed in EnvWriter.
 type writerConfig struct {
@@ -285,7 +306,11 @@ loop:
 		}
 		fillRandom(rng, pad)
 		began := time.Now()
-		if err := writeTx(dbs[i%len(dbs)], rng.Int64N(1000)+1, pad); err != nil {
+		step, err := writeTx(dbs[i%len(dbs)], rng.Int64N(1000)+1, pad)
+		if took := time.Since(began); took > slowCommit && len(stats.Slow) < maxSlow {
+			stats.Slow = append(stats.Slow, SlowCommit{At: began, Latency: took, File: cfg.Files[i%len(dbs)], Step: step})
+		}
+		if err != nil {
 			stats.Errors++
 			if len(stats.ErrorSamples) < maxErrorSamples {
 				stats.ErrorSamples = append(stats.ErrorSamples, fmt.Sprintf("%s: %v", cfg.Files[i%len(dbs)], err))
@@ -306,13 +331,23 @@ loop:
 
 // writeTx is one app transaction: BEGIN IMMEDIATE (the DSN's _txlock), a
 // ledger row, the matching totals update, COMMIT. It gets its own timeout so
-// that a stop signal lets the transaction in flight finish.
-func writeTx(db *sql.DB, amount int64, pad []byte) (err error) {
+// that a stop signal lets the transaction in flight finish. It returns the
+// step that took longest.
+func writeTx(db *sql.DB, amount int64, pad []byte) (slowest string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), writerTxTimeout)
 	defer cancel()
+	var longest time.Duration
+	last := time.Now()
+	step := func(name string) {
+		if d := time.Since(last); d >= longest {
+			longest, slowest = d, name
+		}
+		last = time.Now()
+	}
 	tx, err := db.BeginTx(ctx, nil)
+	step("begin")
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return slowest, fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -320,15 +355,18 @@ func writeTx(db *sql.DB, amount int64, pad []byte) (err error) {
 		}
 	}()
 	if _, err := tx.ExecContext(ctx, "INSERT INTO ledger(amount, pad) VALUES(?, ?)", amount, pad); err != nil {
-		return fmt.Errorf("insert ledger: %w", err)
+		return slowest, fmt.Errorf("insert ledger: %w", err)
 	}
+	step("insert")
 	if _, err := tx.ExecContext(ctx, "UPDATE totals SET count = count + 1, sum = sum + ? WHERE id = 1", amount); err != nil {
-		return fmt.Errorf("update totals: %w", err)
+		return slowest, fmt.Errorf("update totals: %w", err)
 	}
+	step("update")
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return slowest, fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	step("commit")
+	return slowest, nil
 }
 
 // latencyStats returns the maximum and the 99th percentile.
