@@ -35,7 +35,7 @@ helpers:
 BENCH_MIB ?= 1024
 bench:
 	bash bench/deps.sh
-	SBA_BENCH_MIB=$(BENCH_MIB) go test ./internal/app -run '^$$' -bench 'Pipelines' -benchtime 1x -timeout 20m -v
+	SBA_BENCH_MIB=$(BENCH_MIB) go test ./internal/app -run '^$$' -bench 'Pipelines' -benchtime 2x -timeout 30m -v
 
 # actionlint (pinned, installed into .ci/bin) over the workflows, the
 # examples and a workflow giving the local action every input.

@@ -414,7 +414,11 @@ func hashAndCompress(raw, stored, compression string, f *File, started func() er
 func newCompressor(compression string, w io.Writer) (io.WriteCloser, error) {
 	switch compression {
 	case CompressionZstd:
-		e, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+		// A 2 MiB window, as zstd -3 uses: the runner's decoder keeps one
+		// window of history, and the default 8 MiB showed in its peak RSS
+		// without making the files smaller.
+		e, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(2<<20))
 		if err != nil {
 			return nil, fmt.Errorf("zstd encoder: %w", err)
 		}
