@@ -13,9 +13,12 @@ import (
 	"strings"
 )
 
-// HelperVersion is the version of the helper's command line and JSON lines;
-// the runner compares it with the one it expects.
-const HelperVersion = "1"
+// HelperVersion is the version of the helper's command line and JSON lines,
+// as "helper version" prints it. 2: snapshot --follow and "growing" lines.
+// The runner ships the helper of its own build (checked by SHA-256), so the
+// two always match; an older helper put in SBA_HELPER_DIR by hand fails
+// with "flag provided but not defined: -follow".
+const HelperVersion = "2"
 
 // Helper exit codes.
 const (
