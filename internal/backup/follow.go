@@ -19,6 +19,9 @@ const (
 	// followPoll is how long to wait when the reader has caught up with
 	// the helper's compressor.
 	followPoll = 20 * time.Millisecond
+	// followStall is how long a growing file may stay the same size before
+	// the helper is taken for stuck.
+	followStall = 5 * time.Minute
 )
 
 // follower reads a file that the helper is still writing, from the start
@@ -44,6 +47,12 @@ type chunk struct {
 
 // follow starts reading ra, which grows until final delivers its report.
 func follow(ctx context.Context, ra io.ReaderAt, final <-chan snapshot.File) *follower {
+	return followStalling(ctx, ra, final, followStall)
+}
+
+// followStalling is follow with the time after which a file that does not
+// grow fails the read.
+func followStalling(ctx context.Context, ra io.ReaderAt, final <-chan snapshot.File, stall time.Duration) *follower {
 	ctx, stop := context.WithCancel(ctx)
 	// Buffers: the reads in flight, one queued for the consumer and the
 	// one it is reading.
@@ -52,11 +61,11 @@ func follow(ctx context.Context, ra io.ReaderAt, final <-chan snapshot.File) *fo
 	for range buffers {
 		f.free <- make([]byte, followChunk)
 	}
-	go f.run(ctx, ra, final)
+	go f.run(ctx, ra, final, stall)
 	return f
 }
 
-func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapshot.File) {
+func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapshot.File, stall time.Duration) {
 	defer close(f.done)
 	send := func(c chunk) bool {
 		select {
@@ -73,6 +82,7 @@ func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapsho
 		err  error
 		done chan struct{}
 	}
+	grew := time.Now() // when off last moved
 	var (
 		off   int64       // bytes handed on
 		next  int64       // where the next read starts
@@ -139,6 +149,7 @@ func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapsho
 		queue = queue[1:]
 		off += int64(r.n)
 		if r.n > 0 {
+			grew = time.Now()
 			if !send(chunk{b: r.buf[:r.n]}) {
 				return
 			}
@@ -160,6 +171,10 @@ func (f *follower) run(ctx context.Context, ra io.ReaderAt, final <-chan snapsho
 			return
 		}
 		// Caught up with the compressor: wait for more, or for the end.
+		if waited := time.Since(grew); waited > stall {
+			send(chunk{err: fmt.Errorf("the helper wrote nothing more for %s (at %d bytes): is the host stuck (disk, CPU)?", waited.Round(time.Second), off)})
+			return
+		}
 		select {
 		case fin, ok := <-final:
 			if !ok {

@@ -108,3 +108,29 @@ func TestFollowCancelled(t *testing.T) {
 		t.Fatalf("ReadAll() = %q, %v; want abc and the deadline", got, err)
 	}
 }
+
+// TestFollowStalled: a growing file that stops growing with no final
+// report fails once the stall bound passes, naming the stuck helper.
+func TestFollowStalled(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.zst")
+	if err := os.WriteFile(p, []byte("abc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	f := followStalling(ctx, rd, make(chan snapshot.File), 300*time.Millisecond)
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if string(got) != "abc" || err == nil || !strings.Contains(err.Error(), "wrote nothing more") {
+		t.Fatalf("ReadAll() = %q, %v; want abc and a stall error", got, err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
+		t.Errorf("stall reported after %v, want soon after 300ms", took)
+	}
+}
