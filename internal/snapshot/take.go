@@ -48,6 +48,10 @@ type taker struct {
 // snapshots, still being read, will free.
 const defaultSpaceWait = 10 * time.Minute
 
+// spaceGrace is how long a shortage is still waited out once no earlier
+// snapshot is left in the out dir.
+const spaceGrace = 5 * time.Second
+
 // Run snapshots every database in req.Dir whose name matches req.Include,
 // in name order, into req.OutDir, and calls emit with each finished file
 // before it starts the next one. It stops at the first error, including one
@@ -249,15 +253,31 @@ func hashFile(p string) (string, int64, error) {
 // overlaps the previous transfer when there is room, and waits when not.
 func (t taker) waitForSpace(ctx context.Context, src, outDir, name string) error {
 	deadline := time.Now().Add(t.spaceWait)
+	var emptySince time.Time
+	sawEarlier := false
 	for {
 		err := t.checkSpace(src, outDir, name)
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
 		entries, rerr := os.ReadDir(outDir)
-		if rerr != nil || len(entries) == 0 {
+		if rerr != nil {
 			return err
 		}
+		switch {
+		case len(entries) > 0:
+			emptySince = time.Time{}
+			sawEarlier = true
+		case !sawEarlier:
+			return err // nothing to wait for
+		case emptySince.IsZero():
+			emptySince = time.Now()
+		case time.Since(emptySince) > spaceGrace:
+			return err // nothing left to wait for
+		}
+		// A file the runner just removed can hold its blocks a moment
+		// longer (seen on tmpfs: the SFTP server's side of it), hence
+		// the grace.
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (waited for the runner to take the previous snapshot: %w)", err, ctx.Err())

@@ -358,10 +358,12 @@ func TestWaitForSpace(t *testing.T) {
 		removeIn  time.Duration // when the runner removes it (0: never)
 		spaceWait time.Duration
 		wantErr   bool
+		freedLag  time.Duration // the space comes back this long after the file goes
 	}{
-		{"earlier one removed", true, 300 * time.Millisecond, 10 * time.Second, false},
-		{"nothing to wait for", false, 0, 10 * time.Second, true},
-		{"earlier one never removed", true, 0, 400 * time.Millisecond, true},
+		{"earlier one removed", true, 300 * time.Millisecond, 10 * time.Second, false, 0},
+		{"space freed a moment after the removal", true, 300 * time.Millisecond, 10 * time.Second, false, time.Second},
+		{"nothing to wait for", false, 0, 10 * time.Second, true, 0},
+		{"earlier one never removed", true, 0, 400 * time.Millisecond, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,14 +378,15 @@ func TestWaitForSpace(t *testing.T) {
 				time.AfterFunc(tt.removeIn, func() { os.Remove(earlier) })
 			}
 			// The disk is full while the earlier snapshot is there.
+			start := time.Now()
 			statfs := func(_ string, st *unix.Statfs_t) error {
 				st.Bsize, st.Bavail = 4096, 1<<30/4096
-				if _, err := os.Stat(earlier); err == nil || !tt.earlier {
+				_, err := os.Stat(earlier)
+				if err == nil || !tt.earlier || time.Since(start) < tt.removeIn+tt.freedLag {
 					st.Bavail = 1
 				}
 				return nil
 			}
-			start := time.Now()
 			err := taker{statfs: statfs, spaceWait: tt.spaceWait}.waitForSpace(context.Background(),
 				filepath.Join(dir, "b.sqlite3"), out, "b.sqlite3")
 			took := time.Since(start)
@@ -393,7 +396,7 @@ func TestWaitForSpace(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), "not enough space") {
 				t.Errorf("error %q does not say what is short", err)
 			}
-			if !tt.wantErr && took < tt.removeIn {
+			if !tt.wantErr && took < tt.removeIn+tt.freedLag {
 				t.Errorf("returned after %v, before the earlier snapshot was removed", took)
 			}
 			if !tt.earlier && took > time.Second {
