@@ -103,14 +103,11 @@ func FromValues(vals map[string]string, readFile func(string) ([]byte, error)) (
 		return n
 	}
 	boolVal := func(name string) bool {
-		switch strings.ToLower(strings.TrimSpace(vals[name])) {
-		case "", "false", "0", "no", "off":
-			return false
-		case "true", "1", "yes", "on":
-			return true
+		b, ok := parseBool(vals[name])
+		if !ok {
+			bad(name, "%q is not true or false", vals[name])
 		}
-		bad(name, "%q is not true or false", vals[name])
-		return false
+		return b
 	}
 	c := &Config{
 		Command:                 strings.TrimSpace(vals["command"]),
@@ -312,3 +309,15 @@ func parseFingerprints(v, input string, bad func(input, format string, args ...a
 
 // ReadFile is the readFile to pass to FromValues outside tests.
 func ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+// parseBool reads a boolean input: true/1/yes/on or false/0/no/off, any
+// case; empty is false. ok is false for anything else.
+func parseBool(v string) (b, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "false", "0", "no", "off":
+		return false, true
+	case "true", "1", "yes", "on":
+		return true, true
+	}
+	return false, false
+}

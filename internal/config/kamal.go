@@ -45,11 +45,8 @@ func (k *KamalConfig) parse(vals map[string]string) []error {
 	bad := func(input, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("input %s: "+format, append([]any{input}, args...)...))
 	}
-	switch strings.ToLower(strings.TrimSpace(vals["kamal"])) {
-	case "", "false", "0", "no", "off":
-	case "true", "1", "yes", "on":
-		k.Enabled = true
-	default:
+	var ok bool
+	if k.Enabled, ok = parseBool(vals["kamal"]); !ok {
 		bad("kamal", "%q is not true or false", vals["kamal"])
 	}
 	k.Destination = strings.TrimSpace(vals["kamal_destination"])

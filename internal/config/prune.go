@@ -87,14 +87,11 @@ func (p *PruneConfig) parse(vals map[string]string) []error {
 		return n
 	}
 	flag := func(name string) bool {
-		switch strings.ToLower(strings.TrimSpace(vals[name])) {
-		case "", "false", "0", "no", "off":
-			return false
-		case "true", "1", "yes", "on":
-			return true
+		b, ok := parseBool(vals[name])
+		if !ok {
+			bad(name, "%q is not true or false", vals[name])
 		}
-		bad(name, "%q is not true or false", vals[name])
-		return false
+		return b
 	}
 	p.RetentionDays = count("retention_days", maxRetentionDays)
 	p.KeepMin = count("keep_min", maxKeep)

@@ -110,11 +110,8 @@ func (r *RestoreConfig) parse(vals map[string]string) []error {
 		return errs
 	}
 
-	switch strings.ToLower(strings.TrimSpace(vals["allow_restore"])) {
-	case "", "false", "0", "no", "off":
-	case "true", "1", "yes", "on":
-		r.Allow = true
-	default:
+	var ok bool
+	if r.Allow, ok = parseBool(vals["allow_restore"]); !ok {
 		bad("allow_restore", "%q is not true or false (env ALLOW_DB_RESTORE is read when the input is not given)", vals["allow_restore"])
 	}
 	if r.Mode == "" {
