@@ -66,9 +66,7 @@ func BenchmarkBackupBinary(b *testing.B) {
 	const pad = 16 << 10
 	rows := mib << 20 / 4 / (pad + 64)
 	r := newRig(b, rows, pad)
-	// Write the fixture out now: 30 s later the kernel would flush it in one
-	// burst in the middle of the measurement, stalling the writer's commits.
-	syscall.Sync()
+	flushFixture()
 	env := os.Environ()
 	env = append(env, "AWS_ACCESS_KEY_ID="+r.s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+r.s3.SecretKey)
 	if os.Getenv("SBA_BENCH_RUNNER_TMPFS") == "1" {
@@ -106,6 +104,11 @@ func BenchmarkBackupBinary(b *testing.B) {
 		b.Logf("slow commit: %s", c)
 	}
 }
+
+// flushFixture writes a freshly made fixture out now: 30 s later the
+// kernel would flush it in one burst in the middle of the measurement,
+// stalling the writer's commits.
+func flushFixture() { syscall.Sync() }
 
 func waitNextSecond() {
 	now := time.Now()

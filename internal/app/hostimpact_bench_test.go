@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,9 +37,7 @@ func BenchmarkHostWriterImpact(b *testing.B) {
 	const pad = 4 << 10
 	storage := b.TempDir()
 	testutil.MakeRailsStorageText(b, storage, mib<<20/4/(pad+80), pad)
-	// Write the fixture out now: 30 s later the kernel would flush it in one
-	// burst in the middle of the measurement, stalling the writer's commits.
-	syscall.Sync()
+	flushFixture()
 	helper := filepath.Join(helperDir(b), snapshot.HelperName(runtime.GOARCH))
 	b.ResetTimer()
 	for range b.N {

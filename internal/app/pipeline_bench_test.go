@@ -112,9 +112,7 @@ func BenchmarkPipelines(b *testing.B) {
 	r.s3.CreateBucket(b, bucket)
 	r.storage, r.tmp = r.sshd.UserDir(b), r.sshd.UserDir(b)
 	testutil.MakeRailsStorageText(b, r.storage, mib<<20/4/(pad+80), pad)
-	// Write the fixture out now: 30 s later the kernel would flush it in one
-	// burst in the middle of the measurement, stalling the writer's commits.
-	syscall.Sync()
+	flushFixture()
 	w := testutil.StartWriter(b, testutil.WriterOptions{Dir: r.storage, Rate: 300, UID: r.sshd.UID, GID: r.sshd.GID, MaxDuration: 30 * time.Minute})
 	wan := testutil.StartLinkProxy(b, r.sshd.Addr(), 200_000_000, 10*time.Millisecond)
 	wanKnownHosts := filepath.Join(b.TempDir(), "known_hosts")

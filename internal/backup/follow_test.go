@@ -90,15 +90,7 @@ func TestFollowGrowingFile(t *testing.T) {
 // TestFollowCancelled checks that a reader waiting for a file that never
 // grows returns once its context is done.
 func TestFollowCancelled(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "a.zst")
-	if err := os.WriteFile(p, []byte("abc"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rd, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
+	rd := openABC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	f := follow(ctx, rd, make(chan snapshot.File))
@@ -112,15 +104,7 @@ func TestFollowCancelled(t *testing.T) {
 // TestFollowStalled: a growing file that stops growing with no final
 // report fails once the stall bound passes, naming the stuck helper.
 func TestFollowStalled(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "a.zst")
-	if err := os.WriteFile(p, []byte("abc"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rd, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
+	rd := openABC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -133,4 +117,19 @@ func TestFollowStalled(t *testing.T) {
 	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
 		t.Errorf("stall reported after %v, want soon after 300ms", took)
 	}
+}
+
+// openABC opens a file holding "abc" that nobody appends to.
+func openABC(t *testing.T) *os.File {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "a.zst")
+	if err := os.WriteFile(p, []byte("abc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	return rd
 }

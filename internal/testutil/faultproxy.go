@@ -52,6 +52,32 @@ func (o *openConns) remove(c net.Conn) {
 	delete(o.conns, c)
 }
 
+// connect tracks the accepted c and a new connection to target. release
+// closes both and stops tracking them; ok is false (c closed) when the
+// target refuses or the proxy is shutting down.
+func (o *openConns) connect(c net.Conn, target string) (up net.Conn, release func(), ok bool) {
+	if !o.add(c) {
+		return nil, nil, false
+	}
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		o.remove(c)
+		c.Close()
+		return nil, nil, false
+	}
+	if !o.add(up) {
+		o.remove(c)
+		c.Close()
+		return nil, nil, false
+	}
+	return up, func() {
+		o.remove(up)
+		o.remove(c)
+		up.Close()
+		c.Close()
+	}, true
+}
+
 func (o *openConns) closeAll() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -112,20 +138,11 @@ func (p *FaultProxy) Bytes() int64 { return p.bytes.Load() }
 func (p *FaultProxy) Cuts() int64 { return p.cuts.Load() }
 
 func (p *FaultProxy) serve(c net.Conn, target string, limit int64) {
-	defer c.Close()
-	if !p.open.add(c) {
+	up, release, ok := p.open.connect(c, target)
+	if !ok {
 		return
 	}
-	defer p.open.remove(c)
-	up, err := net.Dial("tcp", target)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	if !p.open.add(up) {
-		return
-	}
-	defer p.open.remove(up)
+	defer release()
 	var moved atomic.Int64
 	var once sync.Once
 	cut := func() {

@@ -46,20 +46,11 @@ func StartLinkProxy(t testing.TB, target string, bitsPerSecond int64, oneWay tim
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
-				if !p.open.add(c) {
+				up, release, ok := p.open.connect(c, target)
+				if !ok {
 					return
 				}
-				defer p.open.remove(c)
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				if !p.open.add(up) {
-					return
-				}
-				defer p.open.remove(up)
+				defer release()
 				done := make(chan struct{}, 2)
 				go func() { shape(up, c, bitsPerSecond, oneWay); done <- struct{}{} }()
 				go func() { shape(c, up, bitsPerSecond, oneWay); done <- struct{}{} }()
